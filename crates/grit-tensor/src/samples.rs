@@ -1,0 +1,220 @@
+//! Sources of samples that batches are gathered from.
+//!
+//! `fit`, `evaluate` and `predict` read their inputs and targets through [`Samples`], so a
+//! dataset can stay in the type it has on disk (MNIST's images are bytes) and only each batch
+//! is converted to f32 as it is drawn.
+
+use ndarray::{ArrayBase, ArrayD, Axis, Data, Dimension};
+
+/// A collection of samples that share one shape, indexed along the first axis.
+pub trait Samples {
+    /// Returns the number of samples.
+    fn num_samples(&self) -> usize;
+
+    /// Returns the shape of one sample (the array's shape without its first axis).
+    fn sample_shape(&self) -> &[usize];
+
+    /// Returns the number of values in one sample.
+    fn sample_size(&self) -> usize {
+        self.sample_shape().iter().product()
+    }
+
+    /// Writes the samples at `indices`, in that order and as f32, into `out`.
+    ///
+    /// # Panics
+    /// Panics when an index is out of range or `out.len()` is not
+    /// `indices.len() · sample_size()`.
+    fn gather(&self, indices: &[usize], out: &mut [f32]);
+
+    /// Calls `visit` with every value of sample `index`, as f32, in row-major order.
+    fn for_each_value(&self, index: usize, visit: &mut dyn FnMut(f32)) {
+        let mut buffer = vec![0.0; self.sample_size()];
+        self.gather(&[index], &mut buffer);
+        buffer.into_iter().for_each(visit);
+    }
+}
+
+/// An element type that converts to f32 without loss for the values datasets use.
+pub trait Element: Copy {
+    /// Converts the value to f32.
+    fn to_f32(self) -> f32;
+}
+
+impl Element for f32 {
+    fn to_f32(self) -> f32 {
+        self
+    }
+}
+
+impl Element for u8 {
+    fn to_f32(self) -> f32 {
+        self as f32
+    }
+}
+
+impl Element for i32 {
+    fn to_f32(self) -> f32 {
+        self as f32
+    }
+}
+
+impl Element for u16 {
+    fn to_f32(self) -> f32 {
+        self as f32
+    }
+}
+
+impl<A, S, D> Samples for ArrayBase<S, D>
+where
+    A: Element,
+    S: Data<Elem = A>,
+    D: Dimension,
+{
+    fn num_samples(&self) -> usize {
+        if self.ndim() == 0 {
+            0
+        } else {
+            self.len_of(Axis(0))
+        }
+    }
+
+    fn sample_shape(&self) -> &[usize] {
+        if self.ndim() == 0 {
+            &[]
+        } else {
+            &self.shape()[1..]
+        }
+    }
+
+    fn gather(&self, indices: &[usize], out: &mut [f32]) {
+        gather_scaled(self, indices, out, 1.0);
+    }
+}
+
+fn gather_scaled<A, S, D>(array: &ArrayBase<S, D>, indices: &[usize], out: &mut [f32], scale: f32)
+where
+    A: Element,
+    S: Data<Elem = A>,
+    D: Dimension,
+{
+    let size: usize = array.shape()[1..].iter().product();
+    assert_eq!(
+        out.len(),
+        indices.len() * size,
+        "gather: output buffer has the wrong length"
+    );
+    if let Some(all) = array.as_slice() {
+        for (chunk, &index) in out.chunks_exact_mut(size.max(1)).zip(indices) {
+            let source = &all[index * size..(index + 1) * size];
+            for (o, &v) in chunk.iter_mut().zip(source) {
+                *o = v.to_f32() * scale;
+            }
+        }
+    } else {
+        for (chunk, &index) in out.chunks_exact_mut(size.max(1)).zip(indices) {
+            let sample = array.slice_axis(Axis(0), (index..index + 1).into());
+            for (o, &v) in chunk.iter_mut().zip(sample.iter()) {
+                *o = v.to_f32() * scale;
+            }
+        }
+    }
+}
+
+/// Bytes that read as `byte · scale`: images kept as the u8 they are on disk and scaled to
+/// f32 one batch at a time (MNIST's pixels with `scale = 1/255` read as values in [0, 1]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScaledU8 {
+    data: ArrayD<u8>,
+    scale: f32,
+}
+
+impl ScaledU8 {
+    /// Wraps `data` (samples along the first axis) so each value reads as `value · scale`.
+    pub fn new(data: ArrayD<u8>, scale: f32) -> Self {
+        ScaledU8 { data, scale }
+    }
+
+    /// Returns the raw bytes.
+    pub fn data(&self) -> &ArrayD<u8> {
+        &self.data
+    }
+
+    /// Returns the factor each byte is multiplied by.
+    pub fn scale(&self) -> f32 {
+        self.scale
+    }
+
+    /// Returns a copy holding only the first `n` samples (all of them when `n` is larger).
+    pub fn take(&self, n: usize) -> Self {
+        let n = n.min(self.num_samples());
+        ScaledU8 {
+            data: self.data.slice_axis(Axis(0), (0..n).into()).to_owned(),
+            scale: self.scale,
+        }
+    }
+
+    /// Converts every sample to f32 at once.
+    pub fn to_f32(&self) -> ArrayD<f32> {
+        self.data.mapv(|v| v as f32 * self.scale)
+    }
+}
+
+impl Samples for ScaledU8 {
+    fn num_samples(&self) -> usize {
+        self.data.num_samples()
+    }
+
+    fn sample_shape(&self) -> &[usize] {
+        self.data.sample_shape()
+    }
+
+    fn gather(&self, indices: &[usize], out: &mut [f32]) {
+        gather_scaled(&self.data, indices, out, self.scale);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::{Array2, array};
+
+    #[test]
+    fn gather_f32_rows_in_order() {
+        let x = array![[1.0f32, 2.0], [3.0, 4.0], [5.0, 6.0]];
+        let mut out = vec![0.0; 4];
+        x.gather(&[2, 0], &mut out);
+        assert_eq!(out, vec![5.0, 6.0, 1.0, 2.0]);
+        assert_eq!(x.num_samples(), 3);
+        assert_eq!(x.sample_shape(), &[2]);
+    }
+
+    #[test]
+    fn gather_non_contiguous_view() {
+        let x = Array2::from_shape_fn((3, 3), |(i, j)| (i * 3 + j) as f32);
+        let transposed = x.t();
+        let mut out = vec![0.0; 3];
+        transposed.gather(&[1], &mut out);
+        assert_eq!(out, vec![1.0, 4.0, 7.0]);
+    }
+
+    #[test]
+    fn scaled_bytes_read_as_unit_range() {
+        let data = ArrayD::from_shape_vec(vec![2, 2], vec![0u8, 255, 51, 102]).unwrap();
+        let images = ScaledU8::new(data, 1.0 / 255.0);
+        let mut out = vec![0.0; 2];
+        images.gather(&[0], &mut out);
+        assert_eq!(out, vec![0.0, 1.0]);
+        images.gather(&[1], &mut out);
+        assert!((out[0] - 0.2).abs() < 1e-7 && (out[1] - 0.4).abs() < 1e-7);
+    }
+
+    #[test]
+    fn label_vector_has_scalar_samples() {
+        let labels = array![3u8, 1, 4];
+        assert_eq!(labels.sample_shape(), &[] as &[usize]);
+        assert_eq!(labels.sample_size(), 1);
+        let mut out = vec![0.0; 2];
+        labels.gather(&[2, 1], &mut out);
+        assert_eq!(out, vec![4.0, 1.0]);
+    }
+}
