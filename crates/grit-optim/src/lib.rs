@@ -13,7 +13,11 @@ pub mod schedules;
 
 pub use error::OptimError;
 pub use optimizers::{Adam, LearningRate, Optimizer, OptimizerState, ParamMut, Sgd};
-pub use schedules::{Constant, ExponentialDecay, LearningRateSchedule};
+pub use schedules::{
+    Constant, CosineDecay, CosineDecayRestarts, ExponentialDecay, InverseTimeDecay,
+    LearningRateSchedule, LinearWarmup, OneCycle, PiecewiseConstantDecay, PolynomialDecay,
+    StepDecay,
+};
 
 /// The result type of this crate.
 pub type Result<T, E = OptimError> = std::result::Result<T, E>;

@@ -30,3 +30,12 @@ pub use softmax::{log_softmax, softmax};
 
 /// An f32 array with a dynamic number of axes, batch first.
 pub type Tensor = ndarray::ArrayD<f32>;
+
+/// One trainable parameter and its gradient, as layers hand them to an optimizer.
+#[derive(Debug)]
+pub struct ParamMut<'a> {
+    /// The parameter, updated in place.
+    pub value: &'a mut Tensor,
+    /// The gradient of the loss with respect to the parameter, same shape.
+    pub grad: &'a Tensor,
+}

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+pub use grit_tensor::ParamMut;
 use grit_tensor::Tensor;
 
 use crate::schedules::LearningRateSchedule;
@@ -12,15 +13,6 @@ mod sgd;
 
 pub use adam::Adam;
 pub use sgd::Sgd;
-
-/// One trainable parameter and its gradient for an update.
-#[derive(Debug)]
-pub struct ParamMut<'a> {
-    /// The parameter, updated in place.
-    pub value: &'a mut Tensor,
-    /// The gradient of the loss with respect to the parameter, same shape.
-    pub grad: &'a Tensor,
-}
 
 /// A fixed learning rate, or a schedule of the step count.
 #[derive(Debug, Clone)]

@@ -1,0 +1,123 @@
+//! The [`Layer`] trait and the registry that rebuilds layers from their configs.
+
+use std::fmt::Debug;
+
+use grit_tensor::{Activation, ParamMut, Rng, Tensor};
+
+use crate::layers::{Dense, Flatten};
+use crate::{NnError, Result};
+
+/// A layer of a sequential model.
+///
+/// The life of a layer: [`Layer::build`] once with the per-sample input shape (weights are
+/// created there), then for each batch [`Layer::forward`] and, in training,
+/// [`Layer::backward`] with the gradient of the loss with respect to the output. Tensors
+/// always carry the batch as their first axis.
+pub trait Layer: Debug + Send {
+    /// Returns Keras's class name (`"Dense"`, `"Flatten"`, ...).
+    fn class_name(&self) -> &'static str;
+
+    /// Returns the layer's name, unique within its model (`"dense"`, `"dense_1"`, ...).
+    fn name(&self) -> &str;
+
+    /// Sets the layer's name; the model calls this for layers that have none.
+    fn set_name(&mut self, name: String);
+
+    /// Creates the weights for a per-sample `input_shape` and returns the per-sample output
+    /// shape.
+    ///
+    /// # Errors
+    /// [`NnError::IncompatibleShape`] when the layer cannot take that shape, and
+    /// [`NnError::InvalidParameter`] for an invalid setting.
+    fn build(&mut self, input_shape: &[usize], rng: &mut Rng) -> Result<Vec<usize>>;
+
+    /// Computes the output for a batch, keeping what [`Layer::backward`] needs when
+    /// `training` is set. `rng` supplies randomness to layers that use it (dropout).
+    ///
+    /// # Panics
+    /// Panics when the input's per-sample shape differs from the one given to
+    /// [`Layer::build`].
+    fn forward(&mut self, input: &Tensor, training: bool, rng: &mut Rng) -> Tensor;
+
+    /// Stores the parameter gradients for the last training forward pass and returns the
+    /// gradient with respect to its input.
+    ///
+    /// # Panics
+    /// Panics when called without a training forward pass before it, or when the gradient's
+    /// shape differs from the last output's.
+    fn backward(&mut self, grad_output: &Tensor) -> Tensor;
+
+    /// Returns every weight with its name, trainable or not, in a fixed order.
+    fn weights(&self) -> Vec<(&'static str, &Tensor)> {
+        Vec::new()
+    }
+
+    /// Returns every weight with its name for replacing values, in the order of
+    /// [`Layer::weights`].
+    fn weights_mut(&mut self) -> Vec<(&'static str, &mut Tensor)> {
+        Vec::new()
+    }
+
+    /// Returns the trainable parameters paired with their last gradients.
+    fn trainable_params(&mut self) -> Vec<ParamMut<'_>> {
+        Vec::new()
+    }
+
+    /// Returns the number of trainable values.
+    fn trainable_count(&self) -> usize {
+        self.weights().iter().map(|(_, w)| w.len()).sum()
+    }
+
+    /// Returns the layer's settings as Keras-style JSON: `{"class_name": ..., "config": ...}`.
+    fn config(&self) -> serde_json::Value;
+
+    /// Returns the activation this layer applies last, when it is one that a cross-entropy
+    /// loss can fuse with (softmax or sigmoid).
+    fn output_activation(&self) -> Option<Activation> {
+        None
+    }
+
+    /// Returns the input of the final activation from the last forward pass (the logits),
+    /// when [`Layer::output_activation`] is set.
+    fn logits(&self) -> Option<&Tensor> {
+        None
+    }
+
+    /// Like [`Layer::backward`], but starting from the gradient with respect to the input of
+    /// the final activation, which a fused cross-entropy loss computes directly.
+    ///
+    /// # Panics
+    /// Panics on layers without a fusable output activation.
+    fn backward_from_logits(&mut self, grad_logits: &Tensor) -> Tensor {
+        let _ = grad_logits;
+        panic!("layer `{}` has no fusable output activation", self.name())
+    }
+}
+
+/// Rebuilds an unbuilt layer from the JSON that [`Layer::config`] returned.
+///
+/// # Errors
+/// [`NnError::InvalidConfig`] for an unknown class name or malformed settings.
+pub fn layer_from_config(value: &serde_json::Value) -> Result<Box<dyn Layer>> {
+    let class_name = value
+        .get("class_name")
+        .and_then(|v| v.as_str())
+        .ok_or_else(|| NnError::InvalidConfig(format!("missing `class_name` in {value}")))?;
+    let config = value
+        .get("config")
+        .cloned()
+        .ok_or_else(|| NnError::InvalidConfig(format!("missing `config` for `{class_name}`")))?;
+    let invalid =
+        |error: serde_json::Error| NnError::InvalidConfig(format!("`{class_name}`: {error}"));
+    match class_name {
+        "Dense" => Ok(Box::new(Dense::from_config(
+            serde_json::from_value(config).map_err(invalid)?,
+        ))),
+        "Flatten" => Ok(Box::new(Flatten::from_config(
+            serde_json::from_value(config).map_err(invalid)?,
+        ))),
+        other => Err(NnError::InvalidConfig(format!(
+            "unknown layer class `{other}`"
+        ))),
+    }
+}

@@ -1,0 +1,362 @@
+use grit_tensor::ops::{add_bias, gemm};
+use grit_tensor::{Activation, Initializer, ParamMut, Rng, Tensor};
+use ndarray::{Array2, Axis, Ix1, Ix2, IxDyn};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::{Layer, NnError, Result};
+
+/// A fully connected layer: `output = activation(input · kernel + bias)`.
+///
+/// # Shapes
+/// - input: `(batch, inputs)`
+/// - kernel: `(inputs, units)`, Keras's layout; bias: `(units,)`
+/// - output: `(batch, units)`
+///
+/// Defaults as Keras: linear activation, a bias, Glorot-uniform kernel, zero bias.
+///
+/// ```
+/// use grit_nn::{Dense, Layer};
+/// use grit_tensor::{Activation, Rng};
+///
+/// let mut layer = Dense::new(3).activation(Activation::Relu);
+/// assert_eq!(layer.build(&[4], &mut Rng::new(0)).unwrap(), vec![3]);
+/// assert_eq!(layer.weights()[0].1.shape(), &[4, 3]);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Dense {
+    config: DenseConfig,
+    kernel: Tensor,
+    bias: Tensor,
+    kernel_grad: Tensor,
+    bias_grad: Tensor,
+    input: Array2<f32>,
+    logits: Tensor,
+    output: Tensor,
+}
+
+/// The settings of a [`Dense`] layer, as saved in a model config.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DenseConfig {
+    /// The layer's name; the model assigns one when empty.
+    #[serde(default)]
+    pub name: String,
+    /// Number of outputs.
+    pub units: usize,
+    /// Activation applied to `input · kernel + bias`.
+    pub activation: Activation,
+    /// Whether the layer adds a bias.
+    pub use_bias: bool,
+    /// How the kernel is initialised.
+    pub kernel_initializer: Initializer,
+    /// How the bias is initialised.
+    pub bias_initializer: Initializer,
+}
+
+impl Dense {
+    /// Creates a dense layer with `units` outputs and Keras's defaults.
+    pub fn new(units: usize) -> Self {
+        Dense::from_config(DenseConfig {
+            name: String::new(),
+            units,
+            activation: Activation::Linear,
+            use_bias: true,
+            kernel_initializer: Initializer::GlorotUniform,
+            bias_initializer: Initializer::Zeros,
+        })
+    }
+
+    /// Creates the layer from its settings; weights are created by [`Layer::build`].
+    pub fn from_config(config: DenseConfig) -> Self {
+        Dense {
+            config,
+            kernel: Tensor::zeros(IxDyn(&[0, 0])),
+            bias: Tensor::zeros(IxDyn(&[0])),
+            kernel_grad: Tensor::zeros(IxDyn(&[0, 0])),
+            bias_grad: Tensor::zeros(IxDyn(&[0])),
+            input: Array2::zeros((0, 0)),
+            logits: Tensor::zeros(IxDyn(&[0, 0])),
+            output: Tensor::zeros(IxDyn(&[0, 0])),
+        }
+    }
+
+    /// Sets the activation.
+    pub fn activation(mut self, activation: Activation) -> Self {
+        self.config.activation = activation;
+        self
+    }
+
+    /// Turns the bias on or off.
+    pub fn use_bias(mut self, use_bias: bool) -> Self {
+        self.config.use_bias = use_bias;
+        self
+    }
+
+    /// Sets the kernel initializer.
+    pub fn kernel_initializer(mut self, initializer: Initializer) -> Self {
+        self.config.kernel_initializer = initializer;
+        self
+    }
+
+    /// Sets the bias initializer.
+    pub fn bias_initializer(mut self, initializer: Initializer) -> Self {
+        self.config.bias_initializer = initializer;
+        self
+    }
+
+    /// Sets the layer's name.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.config.name = name.into();
+        self
+    }
+
+    /// Returns the settings.
+    pub fn settings(&self) -> &DenseConfig {
+        &self.config
+    }
+
+    /// Computes the parameter gradients and the input gradient from the gradient with
+    /// respect to the logits.
+    fn backward_logits(&mut self, grad_logits: &Tensor) -> Tensor {
+        let grad = grad_logits
+            .view()
+            .into_dimensionality::<Ix2>()
+            .expect("dense backward: the gradient must be (batch, units)");
+        assert_eq!(
+            grad.nrows(),
+            self.input.nrows(),
+            "dense backward: gradient batch {} but forward batch {}",
+            grad.nrows(),
+            self.input.nrows()
+        );
+        let mut kernel_grad = self
+            .kernel_grad
+            .view_mut()
+            .into_dimensionality::<Ix2>()
+            .expect("2-D kernel");
+        gemm(1.0, &self.input.t(), &grad, 0.0, &mut kernel_grad);
+        if self.config.use_bias {
+            self.bias_grad.assign(&grad.sum_axis(Axis(0)).into_dyn());
+        }
+        let kernel = self
+            .kernel
+            .view()
+            .into_dimensionality::<Ix2>()
+            .expect("2-D kernel");
+        let mut grad_input = Array2::zeros((grad.nrows(), kernel.nrows()));
+        gemm(1.0, &grad, &kernel.t(), 0.0, &mut grad_input.view_mut());
+        grad_input.into_dyn()
+    }
+}
+
+impl Layer for Dense {
+    fn class_name(&self) -> &'static str {
+        "Dense"
+    }
+
+    fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    fn set_name(&mut self, name: String) {
+        self.config.name = name;
+    }
+
+    fn build(&mut self, input_shape: &[usize], rng: &mut Rng) -> Result<Vec<usize>> {
+        let units = self.config.units;
+        if units == 0 {
+            return Err(NnError::InvalidParameter {
+                layer: self.config.name.clone(),
+                name: "units",
+                value: "0".into(),
+                expected: "at least 1",
+            });
+        }
+        let &[inputs] = input_shape else {
+            return Err(NnError::IncompatibleShape {
+                layer: self.config.name.clone(),
+                input_shape: input_shape.to_vec(),
+                reason:
+                    "Dense takes one axis of features per sample; put a Flatten layer before it"
+                        .into(),
+            });
+        };
+        if inputs == 0 {
+            return Err(NnError::IncompatibleShape {
+                layer: self.config.name.clone(),
+                input_shape: input_shape.to_vec(),
+                reason: "the input has no features".into(),
+            });
+        }
+        self.kernel = self.config.kernel_initializer.init(&[inputs, units], rng);
+        self.kernel_grad = Tensor::zeros(IxDyn(&[inputs, units]));
+        if self.config.use_bias {
+            self.bias = self.config.bias_initializer.init(&[units], rng);
+            self.bias_grad = Tensor::zeros(IxDyn(&[units]));
+        }
+        Ok(vec![units])
+    }
+
+    fn forward(&mut self, input: &Tensor, training: bool, _rng: &mut Rng) -> Tensor {
+        let x = input
+            .view()
+            .into_dimensionality::<Ix2>()
+            .unwrap_or_else(|_| {
+                panic!(
+                    "dense `{}`: input {:?} is not (batch, features)",
+                    self.config.name,
+                    input.shape()
+                )
+            });
+        let kernel = self
+            .kernel
+            .view()
+            .into_dimensionality::<Ix2>()
+            .expect("2-D kernel");
+        assert_eq!(
+            x.ncols(),
+            kernel.nrows(),
+            "dense `{}`: input has {} features, kernel expects {}",
+            self.config.name,
+            x.ncols(),
+            kernel.nrows()
+        );
+        let mut z = Array2::zeros((x.nrows(), kernel.ncols()));
+        gemm(1.0, &x, &kernel, 0.0, &mut z.view_mut());
+        if self.config.use_bias {
+            let bias = self
+                .bias
+                .view()
+                .into_dimensionality::<Ix1>()
+                .expect("1-D bias");
+            add_bias(&mut z.view_mut(), &bias);
+        }
+        let z = z.into_dyn();
+        let activation = self.config.activation;
+        let output = if activation == Activation::Linear {
+            z.clone()
+        } else {
+            activation.apply(&z)
+        };
+        if training {
+            if self.input.shape() == x.shape() {
+                self.input.assign(&x);
+            } else {
+                self.input = x.to_owned();
+            }
+            self.logits = z;
+            self.output = output.clone();
+        }
+        output
+    }
+
+    fn backward(&mut self, grad_output: &Tensor) -> Tensor {
+        assert_eq!(
+            grad_output.shape(),
+            self.output.shape(),
+            "dense `{}` backward: gradient shape differs from the output's",
+            self.config.name
+        );
+        let grad_logits = self
+            .config
+            .activation
+            .backward(&self.logits, &self.output, grad_output);
+        self.backward_logits(&grad_logits)
+    }
+
+    fn weights(&self) -> Vec<(&'static str, &Tensor)> {
+        let mut weights = vec![("kernel", &self.kernel)];
+        if self.config.use_bias {
+            weights.push(("bias", &self.bias));
+        }
+        weights
+    }
+
+    fn weights_mut(&mut self) -> Vec<(&'static str, &mut Tensor)> {
+        let mut weights = vec![("kernel", &mut self.kernel)];
+        if self.config.use_bias {
+            weights.push(("bias", &mut self.bias));
+        }
+        weights
+    }
+
+    fn trainable_params(&mut self) -> Vec<ParamMut<'_>> {
+        let mut params = vec![ParamMut {
+            value: &mut self.kernel,
+            grad: &self.kernel_grad,
+        }];
+        if self.config.use_bias {
+            params.push(ParamMut {
+                value: &mut self.bias,
+                grad: &self.bias_grad,
+            });
+        }
+        params
+    }
+
+    fn config(&self) -> serde_json::Value {
+        json!({ "class_name": "Dense", "config": self.config })
+    }
+
+    fn output_activation(&self) -> Option<Activation> {
+        match self.config.activation {
+            Activation::Softmax | Activation::Sigmoid => Some(self.config.activation),
+            _ => None,
+        }
+    }
+
+    fn logits(&self) -> Option<&Tensor> {
+        self.output_activation().map(|_| &self.logits)
+    }
+
+    fn backward_from_logits(&mut self, grad_logits: &Tensor) -> Tensor {
+        self.backward_logits(grad_logits)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gradcheck::check_layer;
+    use ndarray::array;
+
+    #[test]
+    fn forward_by_hand() {
+        let mut layer = Dense::new(2).kernel_initializer(Initializer::Ones);
+        layer.build(&[3], &mut Rng::new(0)).unwrap();
+        layer.weights_mut()[1]
+            .1
+            .assign(&array![0.5f32, -1.0].into_dyn());
+        let x = array![[1.0f32, 2.0, 3.0]].into_dyn();
+        let y = layer.forward(&x, false, &mut Rng::new(0));
+        assert_eq!(y, array![[6.5f32, 5.0]].into_dyn());
+    }
+
+    #[test]
+    fn gradients_match_finite_differences() {
+        for activation in [
+            Activation::Linear,
+            Activation::Relu,
+            Activation::Sigmoid,
+            Activation::Tanh,
+            Activation::Softmax,
+        ] {
+            for use_bias in [true, false] {
+                let layer = Dense::new(4).activation(activation).use_bias(use_bias);
+                check_layer(Box::new(layer), &[5], 3, 1e-2);
+            }
+        }
+    }
+
+    #[test]
+    fn rejects_multi_axis_input_and_zero_units() {
+        let error = Dense::new(3)
+            .name("dense")
+            .build(&[28, 28], &mut Rng::new(0))
+            .unwrap_err();
+        assert!(error.to_string().contains("Flatten"), "{error}");
+        assert!(error.to_string().contains("[28, 28]"), "{error}");
+        let error = Dense::new(0).build(&[4], &mut Rng::new(0)).unwrap_err();
+        assert!(error.to_string().contains("units"), "{error}");
+    }
+}

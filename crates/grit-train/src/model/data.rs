@@ -1,0 +1,113 @@
+//! Checks of inputs and targets against the model, and batch gathering.
+
+use grit_nn::losses::TargetKind;
+use grit_tensor::{Samples, Tensor};
+use ndarray::IxDyn;
+
+use super::Sequential;
+use crate::{Result, TrainError};
+
+/// Checks that `x` is not empty and its samples have the model's input shape.
+pub(crate) fn check_inputs(model: &Sequential, x: &dyn Samples, what: &'static str) -> Result<()> {
+    if x.num_samples() == 0 {
+        return Err(TrainError::EmptyData(what));
+    }
+    if x.sample_shape() != model.input_shape() {
+        return Err(TrainError::ShapeMismatch {
+            what,
+            actual: x.sample_shape().to_vec(),
+            expected: model.input_shape().to_vec(),
+        });
+    }
+    Ok(())
+}
+
+/// Checks that inputs and targets have the same number of samples.
+pub(crate) fn check_counts(x: &dyn Samples, y: &dyn Samples, what: &'static str) -> Result<()> {
+    if x.num_samples() != y.num_samples() {
+        return Err(TrainError::SampleCountMismatch {
+            what,
+            inputs: x.num_samples(),
+            targets: y.num_samples(),
+        });
+    }
+    Ok(())
+}
+
+/// Checks that `y` fits the compiled loss and the model's output: integer labels in range for
+/// a sparse loss, the output's shape otherwise.
+pub(crate) fn check_targets(model: &Sequential, y: &dyn Samples, what: &'static str) -> Result<()> {
+    let loss = model.loss().ok_or(TrainError::NotCompiled("fit"))?;
+    let output_shape = model.output_shape().unwrap_or(&[]).to_vec();
+    let classes: usize = output_shape.iter().product();
+    match loss.target_kind() {
+        TargetKind::ClassIndex => {
+            if y.sample_size() != 1 {
+                return Err(TrainError::ShapeMismatch {
+                    what,
+                    actual: y.sample_shape().to_vec(),
+                    expected: vec![],
+                });
+            }
+            for index in 0..y.num_samples() {
+                let mut label = 0.0;
+                y.for_each_value(index, &mut |v| label = v);
+                if !(label >= 0.0 && label.fract() == 0.0 && (label as usize) < classes) {
+                    return Err(TrainError::InvalidLabel {
+                        what,
+                        index,
+                        label,
+                        classes,
+                    });
+                }
+            }
+        }
+        TargetKind::SameShape => {
+            let scalar_for_single_output = output_shape == [1] && y.sample_shape().is_empty();
+            if y.sample_shape() != output_shape.as_slice() && !scalar_for_single_output {
+                return Err(TrainError::ShapeMismatch {
+                    what,
+                    actual: y.sample_shape().to_vec(),
+                    expected: output_shape,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Gathers the samples at `indices` into `buffer`, reusing its memory when the batch size is
+/// unchanged.
+pub(crate) fn gather_into(samples: &dyn Samples, indices: &[usize], buffer: &mut Tensor) {
+    let mut shape = Vec::with_capacity(samples.sample_shape().len() + 1);
+    shape.push(indices.len());
+    shape.extend_from_slice(samples.sample_shape());
+    if buffer.shape() != shape.as_slice() || !buffer.is_standard_layout() {
+        *buffer = Tensor::zeros(IxDyn(&shape));
+    }
+    samples.gather(
+        indices,
+        buffer.as_slice_mut().expect("a new tensor is contiguous"),
+    );
+}
+
+/// Gathers targets, reshaped to the model's output shape when the loss compares shapes, so
+/// targets of shape `(n,)` serve a model with one output.
+pub(crate) fn gather_targets(
+    model: &Sequential,
+    y: &dyn Samples,
+    indices: &[usize],
+    buffer: &mut Tensor,
+) {
+    gather_into(y, indices, buffer);
+    if model.loss().map(|l| l.target_kind()) == Some(TargetKind::SameShape) {
+        let mut shape = vec![indices.len()];
+        shape.extend_from_slice(model.output_shape().unwrap_or(&[]));
+        if buffer.shape() != shape.as_slice() {
+            let values = std::mem::replace(buffer, Tensor::zeros(IxDyn(&[0])));
+            *buffer = values
+                .into_shape_with_order(IxDyn(&shape))
+                .expect("sizes were checked");
+        }
+    }
+}
