@@ -72,3 +72,57 @@ pub(crate) fn check_range(
         })
     }
 }
+
+/// Checks that `value` is finite and greater than 0.
+pub(crate) fn check_positive(
+    owner: &'static str,
+    name: &'static str,
+    value: f32,
+) -> crate::Result<()> {
+    if value.is_finite() && value > 0.0 {
+        Ok(())
+    } else {
+        Err(OptimError::InvalidParameter {
+            owner,
+            name,
+            value: value.to_string(),
+            expected: "a finite value greater than 0",
+        })
+    }
+}
+
+/// Checks that a step count is at least 1.
+pub(crate) fn check_steps(
+    owner: &'static str,
+    name: &'static str,
+    value: u64,
+) -> crate::Result<()> {
+    if value >= 1 {
+        Ok(())
+    } else {
+        Err(OptimError::InvalidParameter {
+            owner,
+            name,
+            value: value.to_string(),
+            expected: "a step count of at least 1",
+        })
+    }
+}
+
+/// Checks that `steps` is strictly increasing.
+pub(crate) fn check_increasing(
+    owner: &'static str,
+    name: &'static str,
+    steps: &[u64],
+) -> crate::Result<()> {
+    if steps.windows(2).all(|pair| pair[0] < pair[1]) {
+        Ok(())
+    } else {
+        Err(OptimError::InvalidParameter {
+            owner,
+            name,
+            value: format!("{steps:?}"),
+            expected: "strictly increasing steps",
+        })
+    }
+}

@@ -10,7 +10,7 @@ use crate::{Rng, Tensor};
 
 /// Correction that keeps the standard deviation of a normal truncated at two standard
 /// deviations equal to the requested one (Keras's constant `.87962566103423978`).
-const TRUNCATED_NORMAL_STDDEV: f32 = 0.879_625_66;
+const TRUNCATED_NORMAL_STDDEV: f32 = 0.879_625_7;
 
 /// How a weight tensor is filled before training.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

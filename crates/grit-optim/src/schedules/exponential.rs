@@ -80,21 +80,33 @@ impl LearningRateSchedule for ExponentialDecay {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::schedules::test_support::{assert_rate_at, assert_rejects};
 
     #[test]
     fn keras_reference_values() {
         let smooth = ExponentialDecay::new(0.05, 10, 0.96).unwrap();
-        assert!((smooth.learning_rate(5) - 0.048_989_8).abs() < 1e-7);
+        // 0.05 · 0.96^0.5 = 0.0489898
+        assert_rate_at(&smooth, 5, 0.048_989_8);
         let stairs = ExponentialDecay::new(0.1, 3, 0.96).unwrap().staircase(true);
-        assert_eq!(stairs.learning_rate(1), 0.1);
-        assert_eq!(stairs.learning_rate(2), 0.1);
-        assert!((stairs.learning_rate(3) - 0.096).abs() < 1e-7);
-        assert!((stairs.learning_rate(100) - 0.025_998_6).abs() < 1e-7);
+        assert_rate_at(&stairs, 1, 0.1);
+        assert_rate_at(&stairs, 2, 0.1);
+        assert_rate_at(&stairs, 3, 0.096);
+        // 0.1 · 0.96^33 = 0.0259986
+        assert_rate_at(&stairs, 100, 0.1 * 0.96_f64.powi(33));
     }
 
     #[test]
-    fn zero_decay_steps_is_rejected() {
-        let error = ExponentialDecay::new(0.1, 0, 0.9).unwrap_err();
-        assert!(error.to_string().contains("decay_steps"), "{error}");
+    fn invalid_parameters_are_rejected() {
+        assert_rejects(ExponentialDecay::new(0.1, 0, 0.9), "decay_steps");
+        assert_rejects(
+            ExponentialDecay::new(-0.1, 10, 0.9),
+            "initial_learning_rate",
+        );
+        assert_rejects(
+            ExponentialDecay::new(f32::NAN, 10, 0.9),
+            "initial_learning_rate",
+        );
+        assert_rejects(ExponentialDecay::new(0.1, 10, -0.9), "decay_rate");
+        assert_rejects(ExponentialDecay::new(0.1, 10, f32::INFINITY), "decay_rate");
     }
 }

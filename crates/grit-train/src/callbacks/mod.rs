@@ -13,10 +13,12 @@ use crate::Result;
 
 mod context;
 mod history;
+mod monitor;
 mod progress;
 
 pub use context::{Context, Weights};
 pub use history::History;
+pub use monitor::{Mode, Monitor};
 pub(crate) use progress::{Console, ProgressLogger};
 
 /// Values logged at a hook: loss, metrics and `val_*` values by key, in sorted key order.
@@ -85,6 +87,21 @@ pub trait Callback {
     /// # Errors
     /// An error that names the setting and what this run offers.
     fn validate(&mut self, run: &RunInfo) -> Result<()> {
+        Ok(())
+    }
+
+    /// Returns what resuming this callback needs (best value so far, wait counters) as JSON;
+    /// a full checkpoint stores it. `None` for callbacks without such state.
+    fn state(&self) -> Option<serde_json::Value> {
+        None
+    }
+
+    /// Restores a value returned by [`Callback::state`]. When training resumes from a
+    /// backup, `fit` calls this after every `on_train_begin` has run.
+    ///
+    /// # Errors
+    /// An error when the value is not a state of this callback.
+    fn load_state(&mut self, state: serde_json::Value) -> Result<()> {
         Ok(())
     }
 
