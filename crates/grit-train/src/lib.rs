@@ -35,7 +35,10 @@ pub type Result<T, E = TrainError> = std::result::Result<T, E>;
 
 /// The names most programs need, for `use grit_train::prelude::*`.
 pub mod prelude {
-    pub use crate::callbacks::{Callback, Context, History, Logs};
+    pub use crate::callbacks::{
+        Callback, Context, CsvLogger, EarlyStopping, History, LambdaCallback,
+        LearningRateScheduler, Logs, Mode, ReduceLROnPlateau, TerminateOnNaN,
+    };
     pub use crate::{FitOptions, Sequential, TrainError};
     pub use grit_nn::{Dense, Flatten, Layer, Loss, Metric};
     pub use grit_optim::{Adam, Optimizer, Sgd};

@@ -12,14 +12,26 @@ use grit_nn::Direction;
 use crate::Result;
 
 mod context;
+mod csv_logger;
+mod early_stopping;
 mod history;
+mod lambda;
+mod learning_rate_scheduler;
 mod monitor;
 mod progress;
+mod reduce_lr_on_plateau;
+mod terminate_on_nan;
 
 pub use context::{Context, Weights};
+pub use csv_logger::CsvLogger;
+pub use early_stopping::EarlyStopping;
 pub use history::History;
+pub use lambda::LambdaCallback;
+pub use learning_rate_scheduler::LearningRateScheduler;
 pub use monitor::{Mode, Monitor};
 pub(crate) use progress::{Console, ProgressLogger};
+pub use reduce_lr_on_plateau::ReduceLROnPlateau;
+pub use terminate_on_nan::TerminateOnNaN;
 
 /// Values logged at a hook: loss, metrics and `val_*` values by key, in sorted key order.
 pub type Logs = BTreeMap<String, f64>;

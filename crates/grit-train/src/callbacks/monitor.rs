@@ -36,7 +36,13 @@ pub struct Monitor {
 impl Monitor {
     /// Creates a monitor of `key`.
     pub fn new(key: impl Into<String>, mode: Mode, min_delta: f64) -> Self {
-        Monitor { key: key.into(), mode, min_delta: min_delta.abs(), direction: None, warned_non_finite: false }
+        Monitor {
+            key: key.into(),
+            mode,
+            min_delta: min_delta.abs(),
+            direction: None,
+            warned_non_finite: false,
+        }
     }
 
     /// Returns the monitored key.
@@ -82,7 +88,9 @@ impl Monitor {
         if !current.is_finite() {
             return false;
         }
-        let Some(reference) = reference else { return true };
+        let Some(reference) = reference else {
+            return true;
+        };
         match self.direction.unwrap_or(Direction::Min) {
             Direction::Min => current < reference - self.min_delta,
             Direction::Max => current > reference + self.min_delta,
@@ -94,7 +102,10 @@ impl Monitor {
         let value = logs.get(&self.key).copied()?;
         if !value.is_finite() && !self.warned_non_finite {
             self.warned_non_finite = true;
-            log::warn!("{callback}: monitored `{}` is {value}; non-finite values never count as best", self.key);
+            log::warn!(
+                "{callback}: monitored `{}` is {value}; non-finite values never count as best",
+                self.key
+            );
         }
         Some(value)
     }
@@ -116,7 +127,12 @@ mod tests {
             steps_per_epoch: 1,
             verbose: 0,
             has_validation: true,
-            epoch_keys: vec!["accuracy".into(), "learning_rate".into(), "loss".into(), "val_loss".into()],
+            epoch_keys: vec![
+                "accuracy".into(),
+                "learning_rate".into(),
+                "loss".into(),
+                "val_loss".into(),
+            ],
             batch_keys: vec!["accuracy".into(), "loss".into()],
             directions,
         }
@@ -141,15 +157,22 @@ mod tests {
         let mut accuracy = Monitor::new("accuracy", Mode::Auto, 0.0);
         accuracy.resolve("test", &run()).unwrap();
         assert_eq!(accuracy.direction(), Some(Direction::Max));
-        let error = Monitor::new("learning_rate", Mode::Auto, 0.0).resolve("test", &run()).unwrap_err();
+        let error = Monitor::new("learning_rate", Mode::Auto, 0.0)
+            .resolve("test", &run())
+            .unwrap_err();
         assert!(error.to_string().contains("Mode::Min"), "{error}");
     }
 
     #[test]
     fn unknown_key_lists_available_keys() {
-        let error = Monitor::new("val_los", Mode::Min, 0.0).resolve("EarlyStopping", &run()).unwrap_err();
+        let error = Monitor::new("val_los", Mode::Min, 0.0)
+            .resolve("EarlyStopping", &run())
+            .unwrap_err();
         let message = error.to_string();
-        assert!(message.contains("`val_los`") && message.contains("val_loss"), "{message}");
+        assert!(
+            message.contains("`val_los`") && message.contains("val_loss"),
+            "{message}"
+        );
     }
 
     #[test]

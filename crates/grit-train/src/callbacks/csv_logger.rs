@@ -1,0 +1,173 @@
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+use super::{Callback, Context, Logs};
+use crate::{Result, TrainError};
+
+/// Writes one CSV row per epoch (Keras's `CSVLogger`).
+///
+/// The columns are fixed at the first epoch of each run: `epoch` (0-based), then the epoch
+/// logs' keys in sorted order. When the run validates but the first epoch did not (a
+/// validation frequency above 1), the `val_*` columns are added too. A value missing in an
+/// epoch is written as `NA`, NaN as `nan`. Every row is flushed and synced to disk before
+/// training goes on, so a crash keeps each finished epoch. Place it after callbacks that add
+/// keys (such as `LearningRateScheduler`) to record them.
+///
+/// ```no_run
+/// use grit_train::callbacks::CsvLogger;
+///
+/// let logger = CsvLogger::new("runs/mnist/training.csv").separator(';').append(true);
+/// ```
+pub struct CsvLogger {
+    path: PathBuf,
+    separator: char,
+    append: bool,
+    file: Option<File>,
+    columns: Option<Vec<String>>,
+    write_header: bool,
+    has_validation: bool,
+}
+
+impl CsvLogger {
+    /// Writes to `path`, replacing an existing file unless [`CsvLogger::append`] is set.
+    pub fn new(path: impl AsRef<Path>) -> Self {
+        CsvLogger {
+            path: path.as_ref().to_path_buf(),
+            separator: ',',
+            append: false,
+            file: None,
+            columns: None,
+            write_header: true,
+            has_validation: false,
+        }
+    }
+
+    /// Sets the column separator (default `,`).
+    pub fn separator(mut self, separator: char) -> Self {
+        self.separator = separator;
+        self
+    }
+
+    /// Appends to an existing file; its header is kept and not written again.
+    pub fn append(mut self, append: bool) -> Self {
+        self.append = append;
+        self
+    }
+
+    fn io_error(&self, action: &'static str, source: std::io::Error) -> TrainError {
+        TrainError::Io {
+            action,
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn quote(&self, field: &str) -> String {
+        if field.contains(self.separator) || field.contains('"') || field.contains('\n') {
+            format!("\"{}\"", field.replace('"', "\"\""))
+        } else {
+            field.to_string()
+        }
+    }
+
+    fn write_line(&mut self, fields: &[String]) -> Result<()> {
+        let line: Vec<String> = fields.iter().map(|f| self.quote(f)).collect();
+        let separator = self.separator.to_string();
+        let text = format!("{}\n", line.join(&separator));
+        let file = self.file.as_mut().expect("opened at train begin");
+        let result = file
+            .write_all(text.as_bytes())
+            .and_then(|_| file.flush())
+            .and_then(|_| file.sync_data());
+        result.map_err(|source| self.io_error("failed to write", source))
+    }
+}
+
+fn format_value(value: f64) -> String {
+    if value.is_nan() {
+        "nan".into()
+    } else if value.is_infinite() {
+        if value > 0.0 {
+            "inf".into()
+        } else {
+            "-inf".into()
+        }
+    } else {
+        value.to_string()
+    }
+}
+
+impl Callback for CsvLogger {
+    fn name(&self) -> &str {
+        "CSVLogger"
+    }
+
+    fn validate(&mut self, run: &super::RunInfo) -> Result<()> {
+        self.has_validation = run.has_validation;
+        if self.separator == '"' || self.separator == '\n' {
+            return Err(TrainError::InvalidCallback {
+                callback: "CSVLogger",
+                message: format!(
+                    "separator {:?} cannot separate CSV fields; use ',', ';' or '\\t'",
+                    self.separator
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    fn on_train_begin(&mut self, _ctx: &mut Context, _logs: &mut Logs) -> Result<()> {
+        if let Some(parent) = self.path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .map_err(|source| self.io_error("failed to create the folder of", source))?;
+        }
+        let has_header = self.append
+            && File::open(&self.path)
+                .ok()
+                .and_then(|file| BufReader::new(file).lines().next())
+                .is_some_and(|line| line.is_ok_and(|line| !line.trim().is_empty()));
+        self.write_header = !has_header;
+        let file = if self.append {
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)
+        } else {
+            File::create(&self.path)
+        };
+        self.file = Some(file.map_err(|source| self.io_error("failed to open", source))?);
+        self.columns = None;
+        Ok(())
+    }
+
+    fn on_epoch_end(&mut self, epoch: usize, _ctx: &mut Context, logs: &mut Logs) -> Result<()> {
+        if self.columns.is_none() {
+            let mut columns: Vec<String> = logs.keys().cloned().collect();
+            if self.has_validation && !columns.iter().any(|k| k.starts_with("val_")) {
+                let validation: Vec<String> = columns.iter().map(|k| format!("val_{k}")).collect();
+                columns.extend(validation);
+                columns.sort();
+            }
+            if self.write_header {
+                let mut header = vec!["epoch".to_string()];
+                header.extend(columns.iter().cloned());
+                self.write_line(&header)?;
+            }
+            self.columns = Some(columns);
+        }
+        let columns = self.columns.clone().unwrap_or_default();
+        let mut row = vec![epoch.to_string()];
+        row.extend(columns.iter().map(|key| {
+            logs.get(key)
+                .map(|v| format_value(*v))
+                .unwrap_or_else(|| "NA".into())
+        }));
+        self.write_line(&row)
+    }
+
+    fn on_train_end(&mut self, _ctx: &mut Context, _logs: &mut Logs) -> Result<()> {
+        self.file = None;
+        Ok(())
+    }
+}
