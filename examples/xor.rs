@@ -10,7 +10,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .seed(3)
         .add(Dense::new(8).activation(Activation::Tanh))
         .add(Dense::new(1).activation(Activation::Sigmoid));
-    model.compile(Adam::new(0.05), Loss::BINARY_CROSSENTROPY, [Metric::Accuracy])?;
+    model.compile(
+        Adam::new(0.05),
+        Loss::BINARY_CROSSENTROPY,
+        [Metric::Accuracy],
+    )?;
     print!("{}", model.summary());
 
     let options = FitOptions::new().epochs(300).batch_size(4).verbose(0);

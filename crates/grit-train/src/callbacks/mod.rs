@@ -36,7 +36,7 @@ pub use terminate_on_nan::TerminateOnNaN;
 /// Values logged at a hook: loss, metrics and `val_*` values by key, in sorted key order.
 pub type Logs = BTreeMap<String, f64>;
 
-/// What a run will do, as callbacks see it before the first batch.
+/// The settings of a run, as callbacks see them before the first batch.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunInfo {
     /// The `epochs` argument: the 0-based index one past the last epoch.

@@ -5,7 +5,7 @@ use grit_nn::Direction;
 use super::RunInfo;
 use crate::{Result, TrainError};
 
-/// Which direction of a monitored value counts as better.
+/// The direction in which a monitored value improves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Mode {
     /// `loss` and `val_loss` are minimised and each metric follows its own direction
