@@ -25,7 +25,7 @@
 //! # Ok::<(), TrainError>(())
 //! ```
 //!
-//! Below the callback, an [`EventWriter`], which knows nothing of models, creates one
+//! Below the callback, an [`EventWriter`], which has no knowledge of models, creates one
 //! `events.out.tfevents.*` file in a directory and appends scalars, histograms and text in the
 //! tensor form that TF2's `tf.summary` (and so Keras) writes. TensorBoard shows each directory of event files as one run.
 //!

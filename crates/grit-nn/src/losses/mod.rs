@@ -12,7 +12,7 @@
 
 use grit_tensor::activation::sigmoid;
 use grit_tensor::{Activation, Tensor, log_softmax, softmax};
-use ndarray::{Array2, ArrayView2, Ix2, IxDyn};
+use ndarray::{Array2, ArrayView2, CowArray, Ix2, IxDyn};
 use serde::{Deserialize, Serialize};
 
 #[cfg(test)]
@@ -119,20 +119,21 @@ impl Loss {
     /// Panics when the targets do not fit the predictions (see [`Loss::target_kind`]).
     pub fn value_and_grad(&self, y_pred: &Tensor, y_true: &Tensor) -> (f32, Tensor) {
         let pred = as_matrix(y_pred);
+        let pred = pred.view();
         let (value, grad) = match *self {
-            Loss::MeanSquaredError => mean_squared_error(&pred, &as_matrix(y_true)),
-            Loss::MeanAbsoluteError => mean_absolute_error(&pred, &as_matrix(y_true)),
+            Loss::MeanSquaredError => mean_squared_error(&pred, &as_matrix(y_true).view()),
+            Loss::MeanAbsoluteError => mean_absolute_error(&pred, &as_matrix(y_true).view()),
             Loss::BinaryCrossentropy { from_logits: true } => {
-                binary_from_logits(&pred, &as_matrix(y_true))
+                binary_from_logits(&pred, &as_matrix(y_true).view())
             }
             Loss::BinaryCrossentropy { from_logits: false } => {
-                binary_from_probabilities(&pred, &as_matrix(y_true))
+                binary_from_probabilities(&pred, &as_matrix(y_true).view())
             }
             Loss::CategoricalCrossentropy { from_logits: true } => {
-                categorical_from_logits(&pred, Targets::Dense(as_matrix(y_true)))
+                categorical_from_logits(&pred, Targets::Dense(as_matrix(y_true).into_owned()))
             }
             Loss::CategoricalCrossentropy { from_logits: false } => {
-                categorical_from_probabilities(&pred, Targets::Dense(as_matrix(y_true)))
+                categorical_from_probabilities(&pred, Targets::Dense(as_matrix(y_true).into_owned()))
             }
             Loss::SparseCategoricalCrossentropy { from_logits: true } => {
                 categorical_from_logits(&pred, Targets::Labels(labels(y_true, pred.nrows())))
@@ -169,17 +170,12 @@ impl Loss {
     }
 }
 
-/// Views a tensor as (batch, values per sample), copying only when it is not contiguous.
-fn as_matrix(tensor: &Tensor) -> Array2<f32> {
+/// Views a tensor as (batch, values per sample), copying only when it is not in standard
+/// layout.
+fn as_matrix(tensor: &Tensor) -> CowArray<'_, f32, Ix2> {
     let batch = tensor.shape().first().copied().unwrap_or(1);
-    let width = if batch == 0 { 0 } else { tensor.len() / batch };
-    tensor
-        .as_standard_layout()
-        .into_owned()
-        .into_shape_with_order((batch, width))
-        .expect("a standard-layout tensor reshapes to (batch, values)")
-        .into_dimensionality::<Ix2>()
-        .expect("two axes")
+    let width = tensor.len().checked_div(batch).unwrap_or(0);
+    tensor.to_shape((batch, width)).expect("any tensor reshapes to (batch, values)")
 }
 
 /// Reads one integer label per sample.
@@ -210,8 +206,8 @@ fn check_same_shape(pred: &ArrayView2<f32>, target: &ArrayView2<f32>) {
     );
 }
 
-fn mean_squared_error(pred: &Array2<f32>, target: &Array2<f32>) -> (f32, Array2<f32>) {
-    check_same_shape(&pred.view(), &target.view());
+fn mean_squared_error(pred: &ArrayView2<f32>, target: &ArrayView2<f32>) -> (f32, Array2<f32>) {
+    check_same_shape(pred, target);
     let (batch, width) = pred.dim();
     let count = (batch * width).max(1) as f32;
     let diff = pred - target;
@@ -219,8 +215,8 @@ fn mean_squared_error(pred: &Array2<f32>, target: &Array2<f32>) -> (f32, Array2<
     (value as f32, diff.mapv(|d| 2.0 * d / count))
 }
 
-fn mean_absolute_error(pred: &Array2<f32>, target: &Array2<f32>) -> (f32, Array2<f32>) {
-    check_same_shape(&pred.view(), &target.view());
+fn mean_absolute_error(pred: &ArrayView2<f32>, target: &ArrayView2<f32>) -> (f32, Array2<f32>) {
+    check_same_shape(pred, target);
     let (batch, width) = pred.dim();
     let count = (batch * width).max(1) as f32;
     let diff = pred - target;
@@ -231,8 +227,8 @@ fn mean_absolute_error(pred: &Array2<f32>, target: &Array2<f32>) -> (f32, Array2
     )
 }
 
-fn binary_from_logits(logits: &Array2<f32>, target: &Array2<f32>) -> (f32, Array2<f32>) {
-    check_same_shape(&logits.view(), &target.view());
+fn binary_from_logits(logits: &ArrayView2<f32>, target: &ArrayView2<f32>) -> (f32, Array2<f32>) {
+    check_same_shape(logits, target);
     let count = logits.len().max(1) as f32;
     let mut total = 0.0f64;
     let mut grad = Array2::zeros(logits.dim());
@@ -247,8 +243,8 @@ fn binary_from_logits(logits: &Array2<f32>, target: &Array2<f32>) -> (f32, Array
     ((total / count as f64) as f32, grad)
 }
 
-fn binary_from_probabilities(pred: &Array2<f32>, target: &Array2<f32>) -> (f32, Array2<f32>) {
-    check_same_shape(&pred.view(), &target.view());
+fn binary_from_probabilities(pred: &ArrayView2<f32>, target: &ArrayView2<f32>) -> (f32, Array2<f32>) {
+    check_same_shape(pred, target);
     let count = pred.len().max(1) as f32;
     let mut total = 0.0f64;
     let mut grad = Array2::zeros(pred.dim());
@@ -268,10 +264,10 @@ fn binary_from_probabilities(pred: &Array2<f32>, target: &Array2<f32>) -> (f32, 
     ((total / count as f64) as f32, grad)
 }
 
-fn categorical_from_logits(logits: &Array2<f32>, targets: Targets) -> (f32, Array2<f32>) {
+fn categorical_from_logits(logits: &ArrayView2<f32>, targets: Targets) -> (f32, Array2<f32>) {
     let batch = logits.nrows();
     let scale = 1.0 / batch.max(1) as f32;
-    let logits_dyn = logits.clone().into_dyn();
+    let logits_dyn = logits.to_owned().into_dyn();
     let log_p = log_softmax(&logits_dyn)
         .into_dimensionality::<Ix2>()
         .expect("two axes");
@@ -292,7 +288,7 @@ fn categorical_from_logits(logits: &Array2<f32>, targets: Targets) -> (f32, Arra
             }
         }
         Targets::Dense(target) => {
-            check_same_shape(&logits.view(), &target.view());
+            check_same_shape(logits, &target.view());
             for ((lp, t), g) in log_p
                 .rows()
                 .into_iter()
@@ -316,14 +312,14 @@ fn categorical_from_logits(logits: &Array2<f32>, targets: Targets) -> (f32, Arra
     ((total / batch.max(1) as f64) as f32, grad)
 }
 
-fn categorical_from_probabilities(pred: &Array2<f32>, targets: Targets) -> (f32, Array2<f32>) {
+fn categorical_from_probabilities(pred: &ArrayView2<f32>, targets: Targets) -> (f32, Array2<f32>) {
     let (batch, classes) = pred.dim();
     let scale = 1.0 / batch.max(1) as f32;
     let mut grad = Array2::zeros(pred.dim());
     let mut total = 0.0f64;
     let target = match targets {
         Targets::Dense(target) => {
-            check_same_shape(&pred.view(), &target.view());
+            check_same_shape(pred, &target.view());
             target
         }
         Targets::Labels(labels) => {
