@@ -4,7 +4,10 @@ use std::fmt::Debug;
 
 use grit_tensor::{Activation, ParamMut, Rng, Tensor};
 
-use crate::layers::{Dense, Flatten};
+use crate::layers::{
+    ActivationLayer, AveragePooling2D, BatchNormalization, Conv2D, Dense, Dropout, Flatten,
+    GlobalAveragePooling2D, MaxPooling2D, Reshape,
+};
 use crate::{NnError, Result};
 
 /// A layer of a sequential model.
@@ -46,6 +49,13 @@ pub trait Layer: Debug + Send {
     /// Panics when called without a training forward pass before it, or when the gradient's
     /// shape differs from the last output's.
     fn backward(&mut self, grad_output: &Tensor) -> Tensor;
+
+    /// Tells the layer whether [`Layer::backward`] must compute the input gradient. The
+    /// model turns it off for the first layer with trainable weights, whose input gradient
+    /// nothing uses; such a layer may then return an empty tensor from the backward pass.
+    fn set_input_gradient_needed(&mut self, needed: bool) {
+        let _ = needed;
+    }
 
     /// Returns every weight with its name, trainable or not, in a fixed order.
     fn weights(&self) -> Vec<(&'static str, &Tensor)> {
@@ -107,17 +117,37 @@ pub fn layer_from_config(value: &serde_json::Value) -> Result<Box<dyn Layer>> {
         .get("config")
         .cloned()
         .ok_or_else(|| NnError::InvalidConfig(format!("missing `config` for `{class_name}`")))?;
-    let invalid =
-        |error: serde_json::Error| NnError::InvalidConfig(format!("`{class_name}`: {error}"));
     match class_name {
-        "Dense" => Ok(Box::new(Dense::from_config(
-            serde_json::from_value(config).map_err(invalid)?,
-        ))),
-        "Flatten" => Ok(Box::new(Flatten::from_config(
-            serde_json::from_value(config).map_err(invalid)?,
-        ))),
+        "Dense" => rebuild(class_name, config, Dense::from_config),
+        "Flatten" => rebuild(class_name, config, Flatten::from_config),
+        "Conv2D" => rebuild(class_name, config, Conv2D::from_config),
+        "MaxPooling2D" => rebuild(class_name, config, MaxPooling2D::from_config),
+        "AveragePooling2D" => rebuild(class_name, config, AveragePooling2D::from_config),
+        "GlobalAveragePooling2D" => {
+            rebuild(class_name, config, GlobalAveragePooling2D::from_config)
+        }
+        "Dropout" => rebuild(class_name, config, Dropout::from_config),
+        "BatchNormalization" => rebuild(class_name, config, BatchNormalization::from_config),
+        "Reshape" => rebuild(class_name, config, Reshape::from_config),
+        "Activation" => rebuild(class_name, config, ActivationLayer::from_config),
         other => Err(NnError::InvalidConfig(format!(
             "unknown layer class `{other}`"
         ))),
     }
+}
+
+/// Deserializes the `config` part of a layer's JSON into the layer's settings type and
+/// creates the layer from them with `from_config`.
+fn rebuild<Settings, L>(
+    class_name: &str,
+    config: serde_json::Value,
+    from_config: fn(Settings) -> L,
+) -> Result<Box<dyn Layer>>
+where
+    Settings: serde::de::DeserializeOwned,
+    L: Layer + 'static,
+{
+    let settings = serde_json::from_value(config)
+        .map_err(|error| NnError::InvalidConfig(format!("`{class_name}`: {error}")))?;
+    Ok(Box::new(from_config(settings)))
 }

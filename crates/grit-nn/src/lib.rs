@@ -16,7 +16,10 @@ pub mod metrics;
 
 pub use error::NnError;
 pub use layer::{Layer, layer_from_config};
-pub use layers::{Dense, Flatten};
+pub use layers::{
+    ActivationLayer, AveragePooling2D, BatchNormalization, Conv2D, Dense, Dropout, Flatten,
+    GlobalAveragePooling2D, MaxPooling2D, Padding, Reshape,
+};
 pub use losses::Loss;
 pub use metrics::{Direction, Metric, ResolvedMetric};
 

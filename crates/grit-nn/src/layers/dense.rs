@@ -33,6 +33,7 @@ pub struct Dense {
     input: Array2<f32>,
     logits: Tensor,
     output: Tensor,
+    input_gradient_needed: bool,
 }
 
 /// The settings of a [`Dense`] layer, as saved in a model config.
@@ -77,6 +78,7 @@ impl Dense {
             input: Array2::zeros((0, 0)),
             logits: Tensor::zeros(IxDyn(&[0, 0])),
             output: Tensor::zeros(IxDyn(&[0, 0])),
+            input_gradient_needed: true,
         }
     }
 
@@ -262,6 +264,10 @@ impl Layer for Dense {
             .activation
             .backward(&self.logits, &self.output, grad_output);
         self.backward_logits(&grad_logits)
+    }
+
+    fn set_input_gradient_needed(&mut self, needed: bool) {
+        self.input_gradient_needed = needed;
     }
 
     fn weights(&self) -> Vec<(&'static str, &Tensor)> {

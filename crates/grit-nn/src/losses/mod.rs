@@ -132,9 +132,10 @@ impl Loss {
             Loss::CategoricalCrossentropy { from_logits: true } => {
                 categorical_from_logits(&pred, Targets::Dense(as_matrix(y_true).into_owned()))
             }
-            Loss::CategoricalCrossentropy { from_logits: false } => {
-                categorical_from_probabilities(&pred, Targets::Dense(as_matrix(y_true).into_owned()))
-            }
+            Loss::CategoricalCrossentropy { from_logits: false } => categorical_from_probabilities(
+                &pred,
+                Targets::Dense(as_matrix(y_true).into_owned()),
+            ),
             Loss::SparseCategoricalCrossentropy { from_logits: true } => {
                 categorical_from_logits(&pred, Targets::Labels(labels(y_true, pred.nrows())))
             }
@@ -175,7 +176,9 @@ impl Loss {
 fn as_matrix(tensor: &Tensor) -> CowArray<'_, f32, Ix2> {
     let batch = tensor.shape().first().copied().unwrap_or(1);
     let width = tensor.len().checked_div(batch).unwrap_or(0);
-    tensor.to_shape((batch, width)).expect("any tensor reshapes to (batch, values)")
+    tensor
+        .to_shape((batch, width))
+        .expect("any tensor reshapes to (batch, values)")
 }
 
 /// Reads one integer label per sample.
@@ -243,7 +246,10 @@ fn binary_from_logits(logits: &ArrayView2<f32>, target: &ArrayView2<f32>) -> (f3
     ((total / count as f64) as f32, grad)
 }
 
-fn binary_from_probabilities(pred: &ArrayView2<f32>, target: &ArrayView2<f32>) -> (f32, Array2<f32>) {
+fn binary_from_probabilities(
+    pred: &ArrayView2<f32>,
+    target: &ArrayView2<f32>,
+) -> (f32, Array2<f32>) {
     check_same_shape(pred, target);
     let count = pred.len().max(1) as f32;
     let mut total = 0.0f64;

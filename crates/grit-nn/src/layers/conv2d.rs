@@ -1,0 +1,960 @@
+use grit_tensor::ops::gemm;
+use grit_tensor::{Activation, Initializer, ParamMut, Rng, Tensor};
+use ndarray::{ArrayView2, ArrayViewMut2, IxDyn};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::buffer::{copy_into_buffer, reshape_buffer};
+use super::label;
+use super::spatial::{AxisWindows, Padding};
+use crate::{Layer, NnError, Result};
+
+/// A 2-D convolution over channels-last images:
+/// `output = activation(correlate(input, kernel) + bias)`.
+///
+/// As in Keras, the "convolution" is a cross-correlation: the kernel is not flipped.
+///
+/// # Shapes
+/// - input: `(batch, height, width, channels)`
+/// - kernel: `(kernel_height, kernel_width, channels, filters)`, Keras's layout; bias:
+///   `(filters,)`
+/// - output: `(batch, out_height, out_width, filters)`, where each output size follows
+///   [`Padding`]: `floor((n - k) / s) + 1` for valid padding and `ceil(n / s)` for same
+///
+/// Defaults as Keras: strides `(1, 1)`, valid padding, linear activation, a bias,
+/// Glorot-uniform kernel (fans `kh · kw · channels` and `kh · kw · filters`), zero bias.
+///
+/// The forward pass copies every input patch into one row of a matrix (im2col) and
+/// multiplies that matrix by the kernel with one GEMM. The backward pass uses two GEMMs
+/// (kernel gradient and patch gradient) and adds the patch gradients back onto the image
+/// (col2im). The patch matrices are kept in the layer and reused across batches.
+///
+/// ```
+/// use grit_nn::{Conv2D, Layer, Padding};
+/// use grit_tensor::{Activation, Rng};
+///
+/// let mut layer = Conv2D::new(8, (3, 3))
+///     .strides((2, 2))
+///     .padding(Padding::Same)
+///     .activation(Activation::Relu);
+/// assert_eq!(layer.build(&[28, 28, 1], &mut Rng::new(0)).unwrap(), vec![14, 14, 8]);
+/// assert_eq!(layer.weights()[0].1.shape(), &[3, 3, 1, 8]);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Conv2D {
+    config: Conv2DConfig,
+    kernel: Tensor,
+    bias: Tensor,
+    kernel_grad: Tensor,
+    bias_grad: Tensor,
+    geometry: Geometry,
+    /// The im2col matrix of the last forward pass, row-major: one row per output position
+    /// (batch, output row, output column), one column per kernel entry (kernel row, kernel
+    /// column, input channel), which matches the kernel's row-major layout.
+    columns: Vec<f32>,
+    /// The gradient with respect to `columns`.
+    grad_columns: Vec<f32>,
+    /// The batch size of the last forward pass when it was a training pass. An inference
+    /// pass overwrites `columns`, so it resets this to `None`.
+    training_batch: Option<usize>,
+    /// The pre-activation output of the last training pass (kept for non-linear activations
+    /// other than ReLU).
+    logits: Tensor,
+    /// The output of the last training pass (kept for non-linear activations).
+    output: Tensor,
+    /// The gradient with respect to `logits`.
+    grad_logits: Tensor,
+    /// Whether the backward pass computes the input gradient (off for a model's first
+    /// trainable layer, where it would cost one GEMM and a col2im for nothing).
+    input_gradient_needed: bool,
+}
+
+/// The settings of a [`Conv2D`] layer, as saved in a model config.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Conv2DConfig {
+    /// The layer's name; the model assigns one when empty.
+    #[serde(default)]
+    pub name: String,
+    /// Number of output channels.
+    pub filters: usize,
+    /// Kernel `(height, width)`.
+    pub kernel_size: (usize, usize),
+    /// Step between windows, `(rows, columns)`.
+    pub strides: (usize, usize),
+    /// Padding of the input.
+    pub padding: Padding,
+    /// Activation applied to the convolution plus bias.
+    pub activation: Activation,
+    /// Whether the layer adds a bias.
+    pub use_bias: bool,
+    /// The initializer of the kernel.
+    pub kernel_initializer: Initializer,
+    /// The initializer of the bias.
+    pub bias_initializer: Initializer,
+}
+
+/// The window placement fixed by [`Layer::build`].
+#[derive(Debug, Clone, Default)]
+struct Geometry {
+    rows: AxisWindows,
+    cols: AxisWindows,
+    channels: usize,
+    kernel: (usize, usize),
+}
+
+impl Geometry {
+    fn image_len(&self) -> usize {
+        self.rows.input * self.cols.input * self.channels
+    }
+
+    /// Returns the number of values in one patch (one im2col row).
+    fn patch_len(&self) -> usize {
+        self.kernel.0 * self.kernel.1 * self.channels
+    }
+
+    fn positions_per_image(&self) -> usize {
+        self.rows.output() * self.cols.output()
+    }
+
+    fn input_shape(&self, batch: usize) -> [usize; 4] {
+        [batch, self.rows.input, self.cols.input, self.channels]
+    }
+}
+
+impl Conv2D {
+    /// Creates a convolution with `filters` output channels, a `(height, width)` kernel and
+    /// Keras's defaults.
+    pub fn new(filters: usize, kernel_size: (usize, usize)) -> Self {
+        Conv2D::from_config(Conv2DConfig {
+            name: String::new(),
+            filters,
+            kernel_size,
+            strides: (1, 1),
+            padding: Padding::Valid,
+            activation: Activation::Linear,
+            use_bias: true,
+            kernel_initializer: Initializer::GlorotUniform,
+            bias_initializer: Initializer::Zeros,
+        })
+    }
+
+    /// Creates the layer from its settings; weights are created by [`Layer::build`].
+    pub fn from_config(config: Conv2DConfig) -> Self {
+        Conv2D {
+            config,
+            kernel: Tensor::zeros(IxDyn(&[0, 0, 0, 0])),
+            bias: Tensor::zeros(IxDyn(&[0])),
+            kernel_grad: Tensor::zeros(IxDyn(&[0, 0, 0, 0])),
+            bias_grad: Tensor::zeros(IxDyn(&[0])),
+            geometry: Geometry::default(),
+            columns: Vec::new(),
+            grad_columns: Vec::new(),
+            training_batch: None,
+            logits: Tensor::zeros(IxDyn(&[0])),
+            output: Tensor::zeros(IxDyn(&[0])),
+            grad_logits: Tensor::zeros(IxDyn(&[0])),
+            input_gradient_needed: true,
+        }
+    }
+
+    /// Sets the step between windows, `(rows, columns)`.
+    pub fn strides(mut self, strides: (usize, usize)) -> Self {
+        self.config.strides = strides;
+        self
+    }
+
+    /// Sets the padding.
+    pub fn padding(mut self, padding: Padding) -> Self {
+        self.config.padding = padding;
+        self
+    }
+
+    /// Sets the activation.
+    pub fn activation(mut self, activation: Activation) -> Self {
+        self.config.activation = activation;
+        self
+    }
+
+    /// Turns the bias on or off.
+    pub fn use_bias(mut self, use_bias: bool) -> Self {
+        self.config.use_bias = use_bias;
+        self
+    }
+
+    /// Sets the kernel initializer.
+    pub fn kernel_initializer(mut self, initializer: Initializer) -> Self {
+        self.config.kernel_initializer = initializer;
+        self
+    }
+
+    /// Sets the bias initializer.
+    pub fn bias_initializer(mut self, initializer: Initializer) -> Self {
+        self.config.bias_initializer = initializer;
+        self
+    }
+
+    /// Sets the layer's name.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.config.name = name.into();
+        self
+    }
+
+    /// Returns the settings.
+    pub fn settings(&self) -> &Conv2DConfig {
+        &self.config
+    }
+
+    fn validate_settings(&self) -> Result<()> {
+        let invalid = |name: &'static str, value: String| NnError::InvalidParameter {
+            layer: label(&self.config.name, "Conv2D").to_string(),
+            name,
+            value,
+            expected: "at least 1",
+        };
+        let config = &self.config;
+        if config.filters == 0 {
+            return Err(invalid("filters", "0".into()));
+        }
+        if config.kernel_size.0 == 0 || config.kernel_size.1 == 0 {
+            return Err(invalid("kernel_size", format!("{:?}", config.kernel_size)));
+        }
+        if config.strides.0 == 0 || config.strides.1 == 0 {
+            return Err(invalid("strides", format!("{:?}", config.strides)));
+        }
+        Ok(())
+    }
+
+    /// Returns the output filled with the bias (or zeros), ready for the GEMM to add onto.
+    fn output_with_bias(&self, batch: usize) -> Tensor {
+        let filters = self.config.filters;
+        let shape = [
+            batch,
+            self.geometry.rows.output(),
+            self.geometry.cols.output(),
+            filters,
+        ];
+        if !self.config.use_bias {
+            return Tensor::zeros(IxDyn(&shape));
+        }
+        let bias = self.bias.as_slice().expect("the bias is contiguous");
+        let positions = batch * self.geometry.positions_per_image();
+        let mut data = Vec::with_capacity(positions * filters);
+        for _ in 0..positions {
+            data.extend_from_slice(bias);
+        }
+        Tensor::from_shape_vec(IxDyn(&shape), data).expect("one bias row per output position")
+    }
+
+    /// Applies the activation to the pre-activation `output` in place, keeping what the
+    /// backward pass needs when `training` is set.
+    fn apply_activation(&mut self, output: &mut Tensor, training: bool) {
+        match self.config.activation {
+            Activation::Linear => {}
+            Activation::Relu => {
+                // ReLU's derivative depends only on whether the logit is positive, which the
+                // output shows too, so the backward pass reads the output and the logits are
+                // not kept.
+                let values = output.as_slice_mut().expect("a new array is contiguous");
+                for value in values.iter_mut() {
+                    *value = value.max(0.0);
+                }
+                if training {
+                    copy_into_buffer(&mut self.output, output);
+                }
+            }
+            activation => {
+                if training {
+                    copy_into_buffer(&mut self.logits, output);
+                }
+                activation.apply_in_place(output);
+                if training {
+                    copy_into_buffer(&mut self.output, output);
+                }
+            }
+        }
+    }
+
+    /// Computes the parameter gradients and the input gradient from the gradient with
+    /// respect to the pre-activation output.
+    fn backward_logits(&mut self, grad_logits: &Tensor) -> Tensor {
+        let name = label(&self.config.name, "Conv2D");
+        let batch = self.training_batch.unwrap_or_else(|| {
+            panic!("conv2d `{name}` backward: the last forward pass was not a training pass")
+        });
+        let filters = self.config.filters;
+        let expected = [
+            batch,
+            self.geometry.rows.output(),
+            self.geometry.cols.output(),
+            filters,
+        ];
+        assert_eq!(
+            grad_logits.shape(),
+            expected,
+            "conv2d `{name}` backward: gradient shape differs from the output's"
+        );
+        let positions = batch * self.geometry.positions_per_image();
+        let patch_len = self.geometry.patch_len();
+        let grad = grad_logits.as_standard_layout();
+        let grad = grad
+            .view()
+            .into_shape_with_order((positions, filters))
+            .expect("a standard-layout gradient reshapes to (positions, filters)");
+        let columns = ArrayView2::from_shape((positions, patch_len), &self.columns)
+            .expect("the columns contain one patch per output position");
+        let mut kernel_grad = self
+            .kernel_grad
+            .view_mut()
+            .into_shape_with_order((patch_len, filters))
+            .expect("the kernel gradient is contiguous");
+        gemm(1.0, &columns.t(), &grad, 0.0, &mut kernel_grad);
+
+        if self.config.use_bias {
+            let grad_values = grad.as_slice().expect("a standard-layout gradient");
+            let mut sums = vec![0.0f64; filters];
+            for row in grad_values.chunks_exact(filters) {
+                for (sum, &g) in sums.iter_mut().zip(row) {
+                    *sum += g as f64;
+                }
+            }
+            let bias_grad = self.bias_grad.as_slice_mut().expect("a contiguous bias");
+            for (b, sum) in bias_grad.iter_mut().zip(sums) {
+                *b = sum as f32;
+            }
+        }
+
+        if !self.input_gradient_needed {
+            return Tensor::zeros(IxDyn(&[0]));
+        }
+        self.grad_columns.resize(positions * patch_len, 0.0);
+        let kernel = self
+            .kernel
+            .view()
+            .into_shape_with_order((patch_len, filters))
+            .expect("the kernel is contiguous");
+        let mut grad_columns =
+            ArrayViewMut2::from_shape((positions, patch_len), &mut self.grad_columns)
+                .expect("the column gradient contains one patch per output position");
+        gemm(1.0, &grad, &kernel.t(), 0.0, &mut grad_columns);
+
+        let mut grad_input = Tensor::zeros(IxDyn(&self.geometry.input_shape(batch)));
+        col2im(
+            &self.grad_columns,
+            grad_input
+                .as_slice_mut()
+                .expect("a new array is contiguous"),
+            &self.geometry,
+        );
+        grad_input
+    }
+}
+
+/// Copies every input patch into one row of `columns`, writing zeros for padding.
+fn im2col(input: &[f32], columns: &mut [f32], geometry: &Geometry) {
+    let channels = geometry.channels;
+    let width = geometry.cols.input;
+    let segment_len = geometry.kernel.1 * channels;
+    let mut patches = columns.chunks_exact_mut(geometry.patch_len());
+    for image in input.chunks_exact(geometry.image_len()) {
+        for row_span in &geometry.rows.spans {
+            for col_span in &geometry.cols.spans {
+                let patch = patches
+                    .next()
+                    .expect("the columns contain one patch per output position");
+                // One segment is one kernel row: `kernel width · channels` values, of which
+                // the columns inside the input are contiguous in both image and patch.
+                let inside_start = col_span.window_start * channels;
+                let inside_end = inside_start + col_span.len * channels;
+                for (kernel_row, segment) in patch.chunks_exact_mut(segment_len).enumerate() {
+                    let Some(input_row) = row_span.input_index(kernel_row) else {
+                        segment.fill(0.0);
+                        continue;
+                    };
+                    let source_start = (input_row * width + col_span.input_start) * channels;
+                    let source = &image[source_start..source_start + (inside_end - inside_start)];
+                    segment[..inside_start].fill(0.0);
+                    segment[inside_start..inside_end].copy_from_slice(source);
+                    segment[inside_end..].fill(0.0);
+                }
+            }
+        }
+    }
+}
+
+/// Adds every row of `grad_columns` back onto the input positions its patch came from; the
+/// reverse of [`im2col`]. `grad_input` must start at zero.
+fn col2im(grad_columns: &[f32], grad_input: &mut [f32], geometry: &Geometry) {
+    let channels = geometry.channels;
+    let width = geometry.cols.input;
+    let segment_len = geometry.kernel.1 * channels;
+    let mut patches = grad_columns.chunks_exact(geometry.patch_len());
+    for image in grad_input.chunks_exact_mut(geometry.image_len()) {
+        for row_span in &geometry.rows.spans {
+            for col_span in &geometry.cols.spans {
+                let patch = patches
+                    .next()
+                    .expect("the columns contain one patch per output position");
+                let inside_start = col_span.window_start * channels;
+                let inside_end = inside_start + col_span.len * channels;
+                for (kernel_row, segment) in patch.chunks_exact(segment_len).enumerate() {
+                    let Some(input_row) = row_span.input_index(kernel_row) else {
+                        continue;
+                    };
+                    let target_start = (input_row * width + col_span.input_start) * channels;
+                    let target =
+                        &mut image[target_start..target_start + (inside_end - inside_start)];
+                    for (t, &g) in target.iter_mut().zip(&segment[inside_start..inside_end]) {
+                        *t += g;
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Layer for Conv2D {
+    fn class_name(&self) -> &'static str {
+        "Conv2D"
+    }
+
+    fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    fn set_name(&mut self, name: String) {
+        self.config.name = name;
+    }
+
+    fn build(&mut self, input_shape: &[usize], rng: &mut Rng) -> Result<Vec<usize>> {
+        self.validate_settings()?;
+        let incompatible = |reason: String| NnError::IncompatibleShape {
+            layer: label(&self.config.name, "Conv2D").to_string(),
+            input_shape: input_shape.to_vec(),
+            reason,
+        };
+        let &[height, width, channels] = input_shape else {
+            return Err(incompatible(
+                "Conv2D takes (height, width, channels) per sample, channels last; \
+                 add a Reshape layer for flat or single-channel images"
+                    .into(),
+            ));
+        };
+        if height == 0 || width == 0 || channels == 0 {
+            return Err(incompatible("the input has an empty axis".into()));
+        }
+
+        let Conv2DConfig {
+            filters,
+            kernel_size,
+            strides,
+            padding,
+            ..
+        } = self.config;
+        let rows = AxisWindows::new(height, kernel_size.0, strides.0, padding);
+        let cols = AxisWindows::new(width, kernel_size.1, strides.1, padding);
+        let (Some(rows), Some(cols)) = (rows, cols) else {
+            return Err(incompatible(format!(
+                "the kernel {kernel_size:?} is larger than the input's (height, width) \
+                 ({height}, {width}) with valid padding; use a smaller kernel or \
+                 Padding::Same"
+            )));
+        };
+        let output_shape = vec![rows.output(), cols.output(), filters];
+        self.geometry = Geometry {
+            rows,
+            cols,
+            channels,
+            kernel: kernel_size,
+        };
+
+        let kernel_shape = [kernel_size.0, kernel_size.1, channels, filters];
+        self.kernel = self.config.kernel_initializer.init(&kernel_shape, rng);
+        self.kernel_grad = Tensor::zeros(IxDyn(&kernel_shape));
+        if self.config.use_bias {
+            self.bias = self.config.bias_initializer.init(&[filters], rng);
+            self.bias_grad = Tensor::zeros(IxDyn(&[filters]));
+        }
+        self.training_batch = None;
+        Ok(output_shape)
+    }
+
+    fn forward(&mut self, input: &Tensor, training: bool, _rng: &mut Rng) -> Tensor {
+        let batch = input.shape().first().copied().unwrap_or(0);
+        assert_eq!(
+            input.shape(),
+            self.geometry.input_shape(batch),
+            "conv2d `{}`: input shape differs from the built (batch, height, width, channels)",
+            label(&self.config.name, "Conv2D")
+        );
+
+        let input = input.as_standard_layout();
+        let positions = batch * self.geometry.positions_per_image();
+        let patch_len = self.geometry.patch_len();
+        let filters = self.config.filters;
+        self.columns.resize(positions * patch_len, 0.0);
+        im2col(
+            input.as_slice().expect("a standard-layout input"),
+            &mut self.columns,
+            &self.geometry,
+        );
+
+        let mut output = self.output_with_bias(batch);
+        {
+            let columns = ArrayView2::from_shape((positions, patch_len), &self.columns)
+                .expect("the columns contain one patch per output position");
+            let kernel = self
+                .kernel
+                .view()
+                .into_shape_with_order((patch_len, filters))
+                .expect("the kernel is contiguous");
+            let mut z = output
+                .view_mut()
+                .into_shape_with_order((positions, filters))
+                .expect("a new array reshapes to (positions, filters)");
+            gemm(1.0, &columns, &kernel, 1.0, &mut z);
+        }
+        self.training_batch = training.then_some(batch);
+        self.apply_activation(&mut output, training);
+        output
+    }
+
+    fn backward(&mut self, grad_output: &Tensor) -> Tensor {
+        let activation = self.config.activation;
+        if activation == Activation::Linear {
+            return self.backward_logits(grad_output);
+        }
+        assert_eq!(
+            grad_output.shape(),
+            self.output.shape(),
+            "conv2d `{}` backward: gradient shape differs from the output's",
+            label(&self.config.name, "Conv2D")
+        );
+        let mut grad_logits = std::mem::take(&mut self.grad_logits);
+        if activation == Activation::Relu {
+            reshape_buffer(&mut grad_logits, grad_output.shape());
+            let grad_output = grad_output.as_standard_layout();
+            let grads = grad_output.as_slice().expect("a standard-layout gradient");
+            let outputs = self.output.as_slice().expect("a contiguous buffer");
+            let targets = grad_logits.as_slice_mut().expect("a contiguous buffer");
+            for ((target, &grad), &output) in targets.iter_mut().zip(grads).zip(outputs) {
+                *target = if output > 0.0 { grad } else { 0.0 };
+            }
+        } else {
+            copy_into_buffer(&mut grad_logits, grad_output);
+            activation.backward_in_place(&self.logits, &self.output, &mut grad_logits);
+        }
+        let grad_input = self.backward_logits(&grad_logits);
+        self.grad_logits = grad_logits;
+        grad_input
+    }
+
+    fn set_input_gradient_needed(&mut self, needed: bool) {
+        self.input_gradient_needed = needed;
+    }
+
+    fn weights(&self) -> Vec<(&'static str, &Tensor)> {
+        let mut weights = vec![("kernel", &self.kernel)];
+        if self.config.use_bias {
+            weights.push(("bias", &self.bias));
+        }
+        weights
+    }
+
+    fn weights_mut(&mut self) -> Vec<(&'static str, &mut Tensor)> {
+        let mut weights = vec![("kernel", &mut self.kernel)];
+        if self.config.use_bias {
+            weights.push(("bias", &mut self.bias));
+        }
+        weights
+    }
+
+    fn trainable_params(&mut self) -> Vec<ParamMut<'_>> {
+        let mut params = vec![ParamMut {
+            value: &mut self.kernel,
+            grad: &self.kernel_grad,
+        }];
+        if self.config.use_bias {
+            params.push(ParamMut {
+                value: &mut self.bias,
+                grad: &self.bias_grad,
+            });
+        }
+        params
+    }
+
+    fn config(&self) -> serde_json::Value {
+        json!({ "class_name": "Conv2D", "config": self.config })
+    }
+
+    fn output_activation(&self) -> Option<Activation> {
+        match self.config.activation {
+            Activation::Softmax | Activation::Sigmoid => Some(self.config.activation),
+            _ => None,
+        }
+    }
+
+    fn logits(&self) -> Option<&Tensor> {
+        self.output_activation().map(|_| &self.logits)
+    }
+
+    fn backward_from_logits(&mut self, grad_logits: &Tensor) -> Tensor {
+        self.backward_logits(grad_logits)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gradcheck::check_layer;
+    use crate::layer_from_config;
+
+    /// Computes a channels-last convolution with nested loops in f64, placing the padding
+    /// with Keras's formula, independently of `AxisWindows`.
+    fn direct_convolution(
+        input: &Tensor,
+        kernel: &Tensor,
+        bias: &[f32],
+        strides: (usize, usize),
+        padding: Padding,
+    ) -> Tensor {
+        let &[batch, height, width, channels] = input.shape() else {
+            panic!("4-D input expected");
+        };
+        let &[kh, kw, _, filters] = kernel.shape() else {
+            panic!("4-D kernel expected");
+        };
+        let out_and_pad = |n: usize, k: usize, s: usize| match padding {
+            Padding::Valid => ((n - k) / s + 1, 0usize),
+            Padding::Same => {
+                let out = n.div_ceil(s);
+                let total = ((out - 1) * s + k).saturating_sub(n);
+                (out, total / 2)
+            }
+        };
+        let (out_h, pad_top) = out_and_pad(height, kh, strides.0);
+        let (out_w, pad_left) = out_and_pad(width, kw, strides.1);
+        let mut output = Tensor::zeros(IxDyn(&[batch, out_h, out_w, filters]));
+        for b in 0..batch {
+            for oh in 0..out_h {
+                for ow in 0..out_w {
+                    for f in 0..filters {
+                        let mut sum = bias[f] as f64;
+                        for i in 0..kh {
+                            for j in 0..kw {
+                                let ih = (oh * strides.0 + i) as isize - pad_top as isize;
+                                let iw = (ow * strides.1 + j) as isize - pad_left as isize;
+                                if ih < 0 || iw < 0 || ih >= height as isize || iw >= width as isize
+                                {
+                                    continue;
+                                }
+                                for c in 0..channels {
+                                    sum += input[[b, ih as usize, iw as usize, c]] as f64
+                                        * kernel[[i, j, c, f]] as f64;
+                                }
+                            }
+                        }
+                        output[[b, oh, ow, f]] = sum as f32;
+                    }
+                }
+            }
+        }
+        output
+    }
+
+    fn random_tensor(shape: &[usize], rng: &mut Rng) -> Tensor {
+        Tensor::from_shape_fn(IxDyn(shape), |_| rng.uniform(-1.0, 1.0))
+    }
+
+    #[test]
+    fn forward_matches_direct_convolution() {
+        let cases = [
+            // (height, width, channels), kernel, strides
+            ((5, 7, 1), (3, 3), (1, 1)),
+            ((5, 7, 3), (2, 3), (2, 2)),
+            ((5, 7, 3), (3, 3), (2, 1)),
+            ((6, 4, 2), (4, 2), (3, 2)),
+            ((5, 5, 3), (1, 1), (2, 2)),
+            ((4, 4, 1), (4, 4), (1, 1)),
+        ];
+        let mut rng = Rng::new(3);
+        for ((height, width, channels), kernel_size, strides) in cases {
+            for padding in [Padding::Valid, Padding::Same] {
+                let mut layer = Conv2D::new(2, kernel_size)
+                    .strides(strides)
+                    .padding(padding)
+                    .bias_initializer(Initializer::Constant { value: 0.25 });
+                layer.build(&[height, width, channels], &mut rng).unwrap();
+                let input = random_tensor(&[2, height, width, channels], &mut rng);
+                let output = layer.forward(&input, false, &mut rng);
+                let expected = direct_convolution(
+                    &input,
+                    &layer.kernel,
+                    layer.bias.as_slice().unwrap(),
+                    strides,
+                    padding,
+                );
+                assert_eq!(
+                    output.shape(),
+                    expected.shape(),
+                    "{kernel_size:?} {strides:?} {padding:?}"
+                );
+                for (index, (a, e)) in output.iter().zip(expected.iter()).enumerate() {
+                    assert!(
+                        (a - e).abs() <= 1e-5,
+                        "input {:?}, kernel {kernel_size:?}, strides {strides:?}, {padding:?}: \
+                         value {index} is {a}, expected {e}",
+                        (height, width, channels)
+                    );
+                }
+            }
+        }
+    }
+
+    /// Tolerance 1e-2 of `max(1, |gradient|)`: the objective sums about a hundred f32
+    /// products, so rounding in the f32 forward pass moves the central difference (step
+    /// 1e-3) by up to about 1e-3.
+    #[test]
+    fn gradients_match_finite_differences() {
+        let cases = [
+            // (input shape, kernel, strides, padding, use_bias, activation)
+            (
+                [5, 7, 1],
+                (3, 3),
+                (1, 1),
+                Padding::Valid,
+                true,
+                Activation::Linear,
+            ),
+            (
+                [5, 7, 1],
+                (2, 3),
+                (1, 1),
+                Padding::Same,
+                false,
+                Activation::Tanh,
+            ),
+            (
+                [5, 7, 3],
+                (3, 3),
+                (2, 2),
+                Padding::Valid,
+                false,
+                Activation::Linear,
+            ),
+            (
+                [5, 7, 3],
+                (2, 3),
+                (2, 2),
+                Padding::Same,
+                true,
+                Activation::Sigmoid,
+            ),
+            (
+                [5, 7, 3],
+                (3, 3),
+                (1, 2),
+                Padding::Same,
+                true,
+                Activation::Softmax,
+            ),
+            (
+                [3, 4, 2],
+                (5, 5),
+                (1, 1),
+                Padding::Same,
+                true,
+                Activation::Gelu,
+            ),
+        ];
+        for (input_shape, kernel_size, strides, padding, use_bias, activation) in cases {
+            let layer = Conv2D::new(3, kernel_size)
+                .strides(strides)
+                .padding(padding)
+                .use_bias(use_bias)
+                .activation(activation)
+                .bias_initializer(Initializer::Constant { value: 0.1 });
+            check_layer(Box::new(layer), &input_shape, 2, 1e-2);
+        }
+    }
+
+    #[test]
+    fn fused_backward_matches_softmax_backward() {
+        let mut layer = Conv2D::new(3, (2, 2)).activation(Activation::Softmax);
+        let mut rng = Rng::new(8);
+        layer.build(&[4, 3, 2], &mut rng).unwrap();
+        let input = random_tensor(&[2, 4, 3, 2], &mut rng);
+        let output = layer.forward(&input, true, &mut rng);
+        let grad_output = random_tensor(output.shape(), &mut rng);
+        let through_softmax = layer.backward(&grad_output);
+        let kernel_grad = layer.kernel_grad.clone();
+        assert_eq!(layer.output_activation(), Some(Activation::Softmax));
+        let logits = layer.logits().unwrap().clone();
+        let grad_logits = Activation::Softmax.backward(&logits, &output, &grad_output);
+        let fused = layer.backward_from_logits(&grad_logits);
+        assert_eq!(fused, through_softmax);
+        assert_eq!(layer.kernel_grad, kernel_grad);
+    }
+
+    /// The layer applies ReLU with its own loops; they must match `Activation::Relu` applied
+    /// to the output of the same convolution without activation.
+    #[test]
+    fn relu_matches_separate_activation() {
+        let mut rng = Rng::new(12);
+        let mut relu = Conv2D::new(4, (3, 2))
+            .padding(Padding::Same)
+            .activation(Activation::Relu);
+        relu.build(&[5, 6, 2], &mut rng).unwrap();
+        let mut linear = Conv2D::new(4, (3, 2)).padding(Padding::Same);
+        linear.build(&[5, 6, 2], &mut rng).unwrap();
+        linear.kernel.assign(&relu.kernel);
+        let input = random_tensor(&[3, 5, 6, 2], &mut rng);
+        let logits = linear.forward(&input, true, &mut rng);
+        let output = relu.forward(&input, true, &mut rng);
+        let expected = Activation::Relu.apply(&logits);
+        assert_eq!(output, expected);
+        assert!(output.iter().any(|&v| v == 0.0), "some outputs are clipped");
+        assert!(output.iter().any(|&v| v > 0.0), "some outputs are positive");
+
+        let grad_output = random_tensor(output.shape(), &mut rng);
+        let grad_input = relu.backward(&grad_output);
+        let grad_logits = Activation::Relu.backward(&logits, &expected, &grad_output);
+        assert_eq!(grad_input, linear.backward(&grad_logits));
+        assert_eq!(relu.kernel_grad, linear.kernel_grad);
+        assert_eq!(relu.bias_grad, linear.bias_grad);
+    }
+
+    #[test]
+    fn buffers_survive_a_smaller_batch() {
+        let mut layer = Conv2D::new(4, (3, 3));
+        let mut rng = Rng::new(0);
+        layer.build(&[8, 8, 2], &mut rng).unwrap();
+        layer.forward(&random_tensor(&[5, 8, 8, 2], &mut rng), true, &mut rng);
+        let columns = layer.columns.as_ptr();
+        layer.forward(&random_tensor(&[2, 8, 8, 2], &mut rng), true, &mut rng);
+        layer.forward(&random_tensor(&[5, 8, 8, 2], &mut rng), true, &mut rng);
+        assert_eq!(layer.columns.as_ptr(), columns);
+    }
+
+    #[test]
+    fn skipped_input_gradient_keeps_parameter_gradients() {
+        let mut layer = Conv2D::new(3, (3, 3)).padding(Padding::Same);
+        let mut rng = Rng::new(4);
+        layer.build(&[6, 5, 2], &mut rng).unwrap();
+        let input = random_tensor(&[2, 6, 5, 2], &mut rng);
+        let output = layer.forward(&input, true, &mut rng);
+        let grad_output = random_tensor(output.shape(), &mut rng);
+        let full = layer.backward(&grad_output);
+        let kernel_grad = layer.kernel_grad.clone();
+        let bias_grad = layer.bias_grad.clone();
+        layer.set_input_gradient_needed(false);
+        let skipped = layer.backward(&grad_output);
+        assert_eq!(full.shape(), &[2, 6, 5, 2]);
+        assert_eq!(skipped.len(), 0);
+        assert_eq!(layer.kernel_grad, kernel_grad);
+        assert_eq!(layer.bias_grad, bias_grad);
+    }
+
+    #[test]
+    #[should_panic(expected = "not a training pass")]
+    fn backward_after_inference_panics() {
+        let mut layer = Conv2D::new(2, (2, 2)).name("conv");
+        let mut rng = Rng::new(0);
+        layer.build(&[3, 3, 1], &mut rng).unwrap();
+        let input = random_tensor(&[1, 3, 3, 1], &mut rng);
+        let output = layer.forward(&input, true, &mut rng);
+        layer.forward(&input, false, &mut rng);
+        layer.backward(&output);
+    }
+
+    #[test]
+    fn kernel_larger_than_input_is_rejected() {
+        let error = Conv2D::new(4, (5, 5))
+            .name("conv2d_1")
+            .build(&[3, 6, 1], &mut Rng::new(0))
+            .unwrap_err();
+        let message = error.to_string();
+        assert!(
+            matches!(error, NnError::IncompatibleShape { .. }),
+            "{message}"
+        );
+        assert!(message.contains("conv2d_1"), "{message}");
+        assert!(message.contains("[3, 6, 1]"), "{message}");
+        assert!(message.contains("(5, 5)"), "{message}");
+        // Same padding pads the input up to the kernel, as Keras does.
+        let shape = Conv2D::new(4, (5, 5))
+            .padding(Padding::Same)
+            .build(&[3, 6, 1], &mut Rng::new(0))
+            .unwrap();
+        assert_eq!(shape, vec![3, 6, 4]);
+    }
+
+    #[test]
+    fn wrong_rank_is_rejected() {
+        let error = Conv2D::new(4, (3, 3))
+            .name("conv")
+            .build(&[28, 28], &mut Rng::new(0))
+            .unwrap_err();
+        let message = error.to_string();
+        assert!(message.contains("`conv`"), "{message}");
+        assert!(message.contains("[28, 28]"), "{message}");
+        assert!(message.contains("(height, width, channels)"), "{message}");
+        let error = Conv2D::new(4, (3, 3))
+            .build(&[2, 28, 28, 1], &mut Rng::new(0))
+            .unwrap_err();
+        let message = error.to_string();
+        assert!(message.contains("`Conv2D`"), "{message}");
+        assert!(message.contains("[2, 28, 28, 1]"), "{message}");
+    }
+
+    #[test]
+    fn zero_settings_are_rejected() {
+        let mut rng = Rng::new(0);
+        let cases = [
+            (Conv2D::new(0, (3, 3)), "filters"),
+            (Conv2D::new(2, (0, 3)), "kernel_size"),
+            (Conv2D::new(2, (3, 3)).strides((1, 0)), "strides"),
+        ];
+        for (mut layer, parameter) in cases {
+            let error = layer.build(&[8, 8, 1], &mut rng).unwrap_err();
+            assert!(
+                matches!(error, NnError::InvalidParameter { name, .. } if name == parameter),
+                "{error}"
+            );
+        }
+    }
+
+    #[test]
+    fn output_shapes_follow_keras() {
+        let mut rng = Rng::new(0);
+        let cases = [
+            ([28, 28, 1], (3, 3), (1, 1), Padding::Valid, vec![26, 26, 8]),
+            ([28, 28, 1], (3, 3), (2, 2), Padding::Same, vec![14, 14, 8]),
+            ([5, 7, 3], (2, 3), (2, 2), Padding::Valid, vec![2, 3, 8]),
+            ([5, 7, 3], (2, 3), (2, 2), Padding::Same, vec![3, 4, 8]),
+        ];
+        for (input_shape, kernel_size, strides, padding, expected) in cases {
+            let mut layer = Conv2D::new(8, kernel_size)
+                .strides(strides)
+                .padding(padding);
+            assert_eq!(layer.build(&input_shape, &mut rng).unwrap(), expected);
+        }
+    }
+
+    #[test]
+    fn config_round_trip() {
+        let layer = Conv2D::new(6, (2, 3))
+            .strides((2, 1))
+            .padding(Padding::Same)
+            .activation(Activation::LEAKY_RELU)
+            .use_bias(false)
+            .kernel_initializer(Initializer::HeNormal)
+            .name("features");
+        let config = layer.config();
+        assert_eq!(config["class_name"], "Conv2D");
+        assert_eq!(config["config"]["padding"], "same");
+        assert_eq!(config["config"]["kernel_size"], json!([2, 3]));
+        let rebuilt = layer_from_config(&config).unwrap();
+        assert_eq!(rebuilt.class_name(), "Conv2D");
+        assert_eq!(rebuilt.config(), config);
+    }
+}
