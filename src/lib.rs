@@ -9,7 +9,8 @@
 //! | [`nn`] | grit-nn | layers with backpropagation, losses, metrics |
 //! | [`optim`] | grit-optim | optimizers and learning-rate schedules |
 //! | [`data`] | grit-data | IDX files, MNIST, Fashion-MNIST, XOR, checksummed fetching |
-//! | [`train`] | grit-train | `Sequential`, `fit`, History, callbacks |
+//! | [`train`] | grit-train | `Sequential`, `fit`, History, callbacks, schedule comparison |
+//! | [`tensorboard`] | grit-tensorboard | TensorBoard event files and the `TensorBoard` callback |
 //!
 //! ```
 //! use grit::prelude::*;
@@ -32,6 +33,7 @@ pub use grit_data as data;
 pub use grit_nn as nn;
 pub use grit_optim as optim;
 pub use grit_tensor as tensor;
+pub use grit_tensorboard as tensorboard;
 pub use grit_train as train;
 
 pub use grit_train::{Callback, FitOptions, History, Sequential, TrainError};
@@ -40,5 +42,6 @@ pub use grit_train::{Callback, FitOptions, History, Sequential, TrainError};
 pub mod prelude {
     pub use grit_data::{DataError, FashionMnist, Mnist};
     pub use grit_optim::schedules::*;
+    pub use grit_tensorboard::{TensorBoard, UpdateFreq};
     pub use grit_train::prelude::*;
 }

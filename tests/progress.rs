@@ -14,25 +14,58 @@ fn progress_without_terminal_is_plain() {
     if std::env::var_os(CHILD).is_some() {
         let (x, y) = grit::data::xor();
         let mut model = Sequential::new([2]).add(Dense::new(1).activation(Activation::Sigmoid));
-        model.compile(Sgd::new(0.1), Loss::BINARY_CROSSENTROPY, [Metric::Accuracy]).unwrap();
+        model
+            .compile(Sgd::new(0.1), Loss::BINARY_CROSSENTROPY, [Metric::Accuracy])
+            .unwrap();
         let mut scheduler = LearningRateScheduler::new(|_, rate| rate).verbose(1);
-        let options = FitOptions::new().epochs(2).batch_size(2).validation_split(0.5);
+        let options = FitOptions::new()
+            .epochs(2)
+            .batch_size(2)
+            .validation_split(0.5);
         model.fit(&x, &y, &options, &mut [&mut scheduler]).unwrap();
         return;
     }
     let output = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "progress_without_terminal_is_plain", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "progress_without_terminal_is_plain",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD, "1")
         .output()
         .unwrap();
-    assert!(output.status.success(), "child failed: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "child failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let stdout = String::from_utf8(output.stdout).unwrap();
-    assert!(!stdout.chars().any(|c| c == '\u{1b}' || c == '\r'), "control characters in {stdout:?}");
-    let epoch_lines: Vec<&str> = stdout.lines().filter(|l| l.starts_with("Epoch ") && l.contains(" - ")).collect();
+    assert!(
+        !stdout.chars().any(|c| c == '\u{1b}' || c == '\r'),
+        "control characters in {stdout:?}"
+    );
+    let epoch_lines: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("Epoch ") && l.contains(" - "))
+        .collect();
     assert_eq!(epoch_lines.len(), 2, "{stdout}");
     assert!(epoch_lines[0].starts_with("Epoch 1/2 - "), "{stdout}");
-    for key in ["accuracy: ", "learning_rate: ", "loss: ", "val_accuracy: ", "val_loss: "] {
-        assert!(epoch_lines[1].contains(key), "missing {key} in {}", epoch_lines[1]);
+    for key in [
+        "accuracy: ",
+        "learning_rate: ",
+        "loss: ",
+        "val_accuracy: ",
+        "val_loss: ",
+    ] {
+        assert!(
+            epoch_lines[1].contains(key),
+            "missing {key} in {}",
+            epoch_lines[1]
+        );
     }
-    assert!(stdout.contains("Epoch 1: LearningRateScheduler setting learning rate to 0.1."), "{stdout}");
+    assert!(
+        stdout.contains("Epoch 1: LearningRateScheduler setting learning rate to 0.1."),
+        "{stdout}"
+    );
 }

@@ -30,6 +30,9 @@ pub enum OptimError {
     /// A saved optimizer state does not match the parameters it is loaded for.
     #[error("optimizer state does not fit: {0}")]
     StateMismatch(String),
+    /// A saved optimizer or schedule config cannot be read back.
+    #[error("invalid optimizer config: {0}")]
+    InvalidConfig(String),
 }
 
 /// Checks that `value` is finite and not negative.

@@ -7,10 +7,12 @@
 
 #![warn(missing_docs)]
 
+mod config;
 mod error;
 pub mod optimizers;
 pub mod schedules;
 
+pub use config::{optimizer_from_config, schedule_from_config};
 pub use error::OptimError;
 pub use optimizers::{Adam, LearningRate, Optimizer, OptimizerState, ParamMut, Sgd};
 pub use schedules::{

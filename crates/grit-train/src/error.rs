@@ -114,4 +114,28 @@ pub enum TrainError {
         /// What went wrong.
         message: String,
     },
+    /// A checkpoint file is truncated or corrupt, of another format or version, or lacks what
+    /// the caller asked for.
+    #[error("checkpoint {path}: {message}")]
+    Checkpoint {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// What is wrong and what to do.
+        message: String,
+    },
+    /// A checkpoint tensor has another shape than the model's weight of the same name.
+    #[error(
+        "checkpoint {path} does not fit the model: `{name}` has shape {found:?} in the file, \
+         but the model expects {expected:?}"
+    )]
+    CheckpointMismatch {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// The tensor's name (`dense_1/kernel`, `optimizer/m/0`, ...).
+        name: String,
+        /// The model's shape.
+        expected: Vec<usize>,
+        /// The file's shape.
+        found: Vec<usize>,
+    },
 }

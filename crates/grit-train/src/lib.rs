@@ -23,6 +23,8 @@
 #![warn(missing_docs)]
 
 pub mod callbacks;
+pub mod checkpoint;
+pub mod compare;
 mod error;
 mod model;
 
@@ -36,11 +38,15 @@ pub type Result<T, E = TrainError> = std::result::Result<T, E>;
 /// The names most programs need, for `use grit_train::prelude::*`.
 pub mod prelude {
     pub use crate::callbacks::{
-        Callback, Context, CsvLogger, EarlyStopping, History, LambdaCallback,
-        LearningRateScheduler, Logs, Mode, ReduceLROnPlateau, TerminateOnNaN,
+        BackupAndRestore, Callback, Context, CsvLogger, EarlyStopping, History, LambdaCallback,
+        LearningRateScheduler, Logs, Mode, ModelCheckpoint, ReduceLROnPlateau, SaveFrequency,
+        TerminateOnNaN,
     };
     pub use crate::{FitOptions, Sequential, TrainError};
-    pub use grit_nn::{Dense, Flatten, Layer, Loss, Metric};
+    pub use grit_nn::{
+        ActivationLayer, AveragePooling2D, BatchNormalization, Conv2D, Dense, Dropout, Flatten,
+        GlobalAveragePooling2D, Layer, Loss, MaxPooling2D, Metric, Padding, Reshape,
+    };
     pub use grit_optim::{Adam, Optimizer, Sgd};
     pub use grit_tensor::{Activation, Initializer, Samples, ScaledU8, Tensor};
 }

@@ -1,6 +1,10 @@
+use std::path::PathBuf;
+
 use grit_tensor::Tensor;
 
+use super::backup_and_restore::BackupRequests;
 use super::{Console, RunInfo};
+use crate::checkpoint::CallbackState;
 use crate::model::Sequential;
 use crate::{Result, TrainError};
 
@@ -16,6 +20,7 @@ pub struct Context<'a> {
     pub(crate) stop_training: &'a mut bool,
     pub(crate) console: &'a mut Console,
     pub(crate) resume_epoch: &'a mut Option<usize>,
+    pub(crate) backup: &'a mut BackupRequests,
 }
 
 impl Context<'_> {
@@ -101,5 +106,25 @@ impl Context<'_> {
 
     pub(crate) fn console(&mut self) -> &mut Console {
         self.console
+    }
+
+    /// Asks `fit` to write a backup to `path` once the current hook has run on every
+    /// callback. From `on_epoch_end` the backup holds the state after the epoch; from a
+    /// training-batch hook it holds the state at the start of the epoch, which
+    /// [`Context::keep_epoch_start_state`] must have asked `fit` to keep.
+    pub(crate) fn request_backup(&mut self, path: PathBuf) {
+        self.backup.requested = Some(path);
+    }
+
+    /// Makes `fit` keep the state at the start of each epoch for backups requested during the
+    /// epoch; call from `on_train_begin`.
+    pub(crate) fn keep_epoch_start_state(&mut self) {
+        self.backup.keep_epoch_start = true;
+    }
+
+    /// Hands the callback states of a restored backup to `fit`, which loads them into the
+    /// callbacks after every `on_train_begin` has run.
+    pub(crate) fn restore_callback_states(&mut self, path: PathBuf, states: Vec<CallbackState>) {
+        self.backup.restore = Some((path, states));
     }
 }

@@ -11,26 +11,34 @@ use grit_nn::Direction;
 
 use crate::Result;
 
+mod backup_and_restore;
 mod context;
 mod csv_logger;
 mod early_stopping;
+mod filepath;
 mod history;
 mod lambda;
 mod learning_rate_scheduler;
+mod model_checkpoint;
 mod monitor;
 mod progress;
 mod reduce_lr_on_plateau;
+mod save_freq;
 mod terminate_on_nan;
 
+pub use backup_and_restore::{BACKUP_FILE_NAME, BackupAndRestore};
+pub(crate) use backup_and_restore::{BackupRequests, check_callback_states};
 pub use context::{Context, Weights};
 pub use csv_logger::CsvLogger;
 pub use early_stopping::EarlyStopping;
 pub use history::History;
 pub use lambda::LambdaCallback;
 pub use learning_rate_scheduler::LearningRateScheduler;
+pub use model_checkpoint::ModelCheckpoint;
 pub use monitor::{Mode, Monitor};
 pub(crate) use progress::{Console, ProgressLogger};
 pub use reduce_lr_on_plateau::ReduceLROnPlateau;
+pub use save_freq::SaveFrequency;
 pub use terminate_on_nan::TerminateOnNaN;
 
 /// Values logged at a hook: loss, metrics and `val_*` values by key, in sorted key order.

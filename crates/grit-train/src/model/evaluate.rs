@@ -71,10 +71,7 @@ impl Sequential {
         let mut batch = Tensor::zeros(IxDyn(&[0]));
         for (step, chunk) in indices.chunks(batch_size).enumerate() {
             gather_into(x, chunk, &mut batch);
-            let output = self.forward(
-                std::mem::replace(&mut batch, Tensor::zeros(IxDyn(&[0]))),
-                false,
-            );
+            let output = self.forward(&batch, false);
             let start = step * batch_size;
             outputs
                 .slice_axis_mut(Axis(0), (start..start + chunk.len()).into())
@@ -112,7 +109,7 @@ impl Sequential {
             })?;
             gather_into(x, chunk, &mut x_batch);
             gather_targets(self, y, chunk, &mut y_batch);
-            let output = self.forward(x_batch.clone(), false);
+            let output = self.forward(&x_batch, false);
             loss_sum += loss.value(&output, &y_batch) as f64 * chunk.len() as f64;
             for ((_, metric), sum) in metrics.iter().zip(sums.iter_mut()) {
                 *sum += metric.batch_sum(&output, &y_batch);

@@ -9,7 +9,11 @@ use ndarray::IxDyn;
 use super::Sequential;
 use super::data::{check_counts, check_inputs, check_targets, gather_into, gather_targets};
 use super::evaluate::{check_batch_size, running_logs};
-use crate::callbacks::{Callback, Console, Context, History, Logs, ProgressLogger, RunInfo};
+use crate::callbacks::{
+    BackupRequests, Callback, Console, Context, History, Logs, ProgressLogger, RunInfo,
+    check_callback_states,
+};
+use crate::checkpoint::CallbackState;
 use crate::{Result, TrainError};
 
 /// The settings of one [`Sequential::fit`] call, with Keras's defaults.
@@ -174,6 +178,7 @@ pub(crate) struct LoopState {
     pub(crate) stop: bool,
     pub(crate) console: Console,
     pub(crate) resume_epoch: Option<usize>,
+    pub(crate) backup: BackupRequests,
 }
 
 impl LoopState {
@@ -182,6 +187,7 @@ impl LoopState {
             stop: false,
             console: Console::new(),
             resume_epoch: None,
+            backup: BackupRequests::default(),
         }
     }
 }
@@ -196,6 +202,37 @@ impl<'c> CallbackList<'c> {
         CallbackList {
             callbacks: Vec::new(),
         }
+    }
+
+    /// Returns the state of every callback that has one, with its position and name.
+    pub(crate) fn states(&self) -> Vec<CallbackState> {
+        self.callbacks
+            .iter()
+            .enumerate()
+            .filter_map(|(index, callback)| {
+                let state = callback.state()?;
+                Some(CallbackState {
+                    index,
+                    name: callback.name().to_string(),
+                    state,
+                })
+            })
+            .collect()
+    }
+
+    /// Loads the callback states of the backup at `path` into the callbacks at the same
+    /// positions, after checking that they are the same callbacks.
+    fn load_states(&mut self, path: &std::path::Path, saved: Vec<CallbackState>) -> Result<()> {
+        let current: Vec<(String, bool)> = self
+            .callbacks
+            .iter()
+            .map(|callback| (callback.name().to_string(), callback.state().is_some()))
+            .collect();
+        check_callback_states(path, &saved, &current)?;
+        for entry in saved {
+            self.callbacks[entry.index].load_state(entry.state)?;
+        }
+        Ok(())
     }
 
     /// Calls `hook` on every callback in order with one shared logs map.
@@ -214,6 +251,7 @@ impl<'c> CallbackList<'c> {
                 stop_training: &mut state.stop,
                 console: &mut state.console,
                 resume_epoch: &mut state.resume_epoch,
+                backup: &mut state.backup,
             };
             hook(&mut **callback, &mut ctx, logs)?;
         }
@@ -243,6 +281,9 @@ impl Sequential {
     ///    inference mode (test hooks), its results added as `val_*`; then `on_epoch_end`.
     ///    A stop requested in a batch hook ends the epoch early, but validation and
     ///    `on_epoch_end` still run; a stop requested by then ends training.
+    ///    A backup that [`crate::callbacks::BackupAndRestore`] requests is written once the
+    ///    hook has run on every callback; a backup restored at `on_train_begin` sets the first
+    ///    epoch and, after every `on_train_begin`, each callback's state.
     /// 3. `on_train_end`, unless an error left the loop; the error reaches the caller.
     ///
     /// The user's callbacks run in the order given, followed by the [`History`] this method
@@ -406,6 +447,9 @@ impl Sequential {
         list.dispatch(self, state, run, &mut Logs::new(), |cb, ctx, logs| {
             cb.on_train_begin(ctx, logs)
         })?;
+        if let Some((path, saved)) = state.backup.restore.take() {
+            list.load_states(&path, saved)?;
+        }
         let first_epoch = state
             .resume_epoch
             .filter(|&e| e > 0)
@@ -416,6 +460,8 @@ impl Sequential {
         let mut x_batch = Tensor::zeros(IxDyn(&[0]));
         let mut y_batch = Tensor::zeros(IxDyn(&[0]));
         for epoch in first_epoch..options.epochs {
+            self.completed_epochs = epoch;
+            state.backup.at_epoch_start(self, || list.states());
             list.dispatch(self, state, run, &mut Logs::new(), |cb, ctx, logs| {
                 cb.on_epoch_begin(epoch, ctx, logs)
             })?;
@@ -444,6 +490,7 @@ impl Sequential {
                 list.dispatch(self, state, run, &mut batch_logs, |cb, ctx, logs| {
                     cb.on_train_batch_end(step, ctx, logs)
                 })?;
+                state.backup.after_batch(self)?;
                 if state.stop {
                     break;
                 }
@@ -466,9 +513,11 @@ impl Sequential {
                 }
             }
             last_logs = epoch_logs.clone();
+            self.completed_epochs = epoch + 1;
             list.dispatch(self, state, run, &mut epoch_logs, |cb, ctx, logs| {
                 cb.on_epoch_end(epoch, ctx, logs)
             })?;
+            state.backup.after_epoch(self, || list.states())?;
             if state.stop {
                 break;
             }
@@ -481,7 +530,7 @@ impl Sequential {
 
     /// Runs one training step and returns the batch loss (before the update) and the output.
     fn train_step(&mut self, x: &Tensor, y: &Tensor) -> (f32, Tensor) {
-        let output = self.forward(x.clone(), true);
+        let output = self.forward(x, true);
         let compiled = self
             .compiled
             .as_mut()
@@ -502,7 +551,13 @@ impl Sequential {
                 (value, last.backward(&grad_output))
             }
         };
-        for layer in rest.iter_mut().rev() {
+        // Layers before the first trainable one need no gradient, and that layer needs
+        // no input gradient (it returns an empty tensor).
+        let first_trainable = self.first_trainable;
+        for (index, layer) in rest.iter_mut().enumerate().rev() {
+            if index < first_trainable {
+                break;
+            }
             grad = layer.backward(&grad);
         }
         let mut params: Vec<ParamMut<'_>> = self

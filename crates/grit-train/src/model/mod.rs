@@ -15,6 +15,7 @@ use crate::{Result, TrainError};
 mod data;
 mod evaluate;
 mod fit;
+mod saving;
 
 pub use fit::FitOptions;
 
@@ -48,6 +49,10 @@ pub struct Sequential {
     seed: u64,
     rng: Rng,
     compiled: Option<Compiled>,
+    /// Epochs completed by `fit`, counted from epoch 0: the index of the epoch to run next.
+    completed_epochs: usize,
+    /// Index of the first layer with trainable weights: backpropagation stops there.
+    first_trainable: usize,
 }
 
 /// What `compile` fixed.
@@ -78,10 +83,14 @@ impl Sequential {
             seed: DEFAULT_SEED,
             rng: Rng::new(DEFAULT_SEED),
             compiled: None,
+            completed_epochs: 0,
+            first_trainable: 0,
         }
     }
 
     /// Appends a layer.
+    // Keras's `Sequential.add`, not an arithmetic `std::ops::Add`.
+    #[allow(clippy::should_implement_trait)]
     pub fn add(mut self, layer: impl Layer + 'static) -> Self {
         self.push(Box::new(layer));
         self
@@ -151,6 +160,14 @@ impl Sequential {
                 .into());
             }
             self.output_shapes.push(shape.clone());
+        }
+        self.first_trainable = self
+            .layers
+            .iter()
+            .position(|l| l.trainable_count() > 0)
+            .unwrap_or(0);
+        for (index, layer) in self.layers.iter_mut().enumerate() {
+            layer.set_input_gradient_needed(index > self.first_trainable);
         }
         self.built = true;
         Ok(())
@@ -388,9 +405,13 @@ impl Sequential {
     }
 
     /// Runs every layer forward.
-    pub(crate) fn forward(&mut self, input: Tensor, training: bool) -> Tensor {
-        let mut x = input;
-        for layer in &mut self.layers {
+    pub(crate) fn forward(&mut self, input: &Tensor, training: bool) -> Tensor {
+        let (first, rest) = self
+            .layers
+            .split_first_mut()
+            .expect("a built model has layers");
+        let mut x = first.forward(input, training, &mut self.rng);
+        for layer in rest {
             x = layer.forward(&x, training, &mut self.rng);
         }
         x
