@@ -204,6 +204,8 @@ def main(argv):
     x_train, y_train, x_test, y_test = load_mnist(args.data, channel_axis=args.model == "cnn")
     load_seconds = time.perf_counter() - load_start
 
+    # NOTE: with TensorFlow installed this imports and seeds it even under the JAX backend,
+    # so the JAX runs' import time and memory include TensorFlow's.
     keras.utils.set_random_seed(args.seed)
     model = build_model(keras, args)
     timer = make_epoch_timer(keras)

@@ -8,8 +8,9 @@ every framework alike. Every child prints one JSON line, and this script adds th
 whole-process wall time, peak resident memory (ru_maxrss from wait4) and CPU time. It writes
 everything to bench/results/<date>.json and prints a Markdown table of grit / Keras ratios.
 
-Only the standard library is used here, so any Python 3.9+ can run it; the Keras children
-run in the virtual environment, which needs Python 3.12+ (jax 0.12 has no wheels for older).
+This script uses only the standard library, so any Python 3.9+ can run it. The Keras
+children run in the virtual environment, which needs Python 3.12+ because jax 0.12 has no
+wheels for older versions.
 """
 
 import argparse
@@ -103,8 +104,8 @@ def parse_args(argv):
     )
     parser.add_argument(
         "--python",
-        help="interpreter (3.12+) that creates bench/.venv (default: the first python3.13 "
-        "or python3.12 found on PATH or under pyenv)",
+        help="interpreter (3.12+) that creates bench/.venv (default: the first python3.12 "
+        "or python3.13 found on PATH or under pyenv)",
     )
     parser.add_argument(
         "--output",
@@ -193,9 +194,9 @@ def find_venv_python(requested):
         if version is None or version < (3, 12):
             sys.exit(f"--python {requested} is not a Python 3.12+ interpreter (found {version})")
         return requested
-    candidates = [shutil.which(name) for name in ("python3.13", "python3.12", "python3")]
+    candidates = [shutil.which(name) for name in ("python3.12", "python3.13", "python3")]
     pyenv_root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
-    for pattern in ("3.13*", "3.12*"):
+    for pattern in ("3.12*", "3.13*"):
         candidates += sorted(pyenv_root.glob(f"versions/{pattern}/bin/python"), reverse=True)
     for candidate in candidates:
         if candidate and (python_version(str(candidate)) or (0, 0)) >= (3, 12):
@@ -217,7 +218,7 @@ def ensure_venv(requested_python):
         interpreter = find_venv_python(requested_python)
         log(f"creating {VENV} with {interpreter}")
         subprocess.run([interpreter, "-m", "venv", str(VENV)], check=True)
-    log(f"installing {REQUIREMENTS.name} into {VENV} (about 1 GB, a few minutes)")
+    log(f"installing {REQUIREMENTS.name} into {VENV} (about 2 GB, a few minutes)")
     subprocess.run(
         [
             str(venv_python),

@@ -310,8 +310,8 @@ fn derive_peak() -> Option<Peak> {
     let mut best: Option<(usize, f64)> = None;
     for (lanes, rate) in [(8, avx2), (16, avx512)] {
         let Some(rate) = rate else { continue };
-        // Round to the nearest half instruction per cycle: the hardware issues whole
-        // instructions, and the timing is noisy.
+        // Round to the nearest half instruction per cycle, because real rates are 1/2, 1 or 2
+        // per cycle and the timing is noisy.
         let per_cycle = (rate / clock_ghz * 2.0).round() / 2.0;
         println!(
             "{}-bit FMA on one core: {rate:.2} G instructions/s = {per_cycle} per cycle \
@@ -340,7 +340,7 @@ fn derive_peak() -> Option<Peak> {
 
 #[cfg(not(target_arch = "x86_64"))]
 fn derive_peak() -> Option<Peak> {
-    // NOTE: the peak is measured on x86-64 only; elsewhere the summary shows GFLOP/s alone.
+    // NOTE: only x86-64 gets a measured peak, so elsewhere the summary shows GFLOP/s alone.
     println!("peak not derived: the clock and FMA measurements are written for x86-64\n");
     None
 }
