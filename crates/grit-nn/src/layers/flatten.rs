@@ -89,6 +89,12 @@ mod tests {
     use super::*;
     use ndarray::Array;
 
+    /// Flatten only moves values, so its gradient matches to a tolerance of 1e-3.
+    #[test]
+    fn gradient_matches_finite_differences() {
+        crate::gradcheck::check_layer(Box::new(Flatten::new()), &[2, 3, 2], 3, 1e-3);
+    }
+
     #[test]
     fn flattens_and_restores_shape() {
         let mut layer = Flatten::new();
