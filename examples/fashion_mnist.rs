@@ -1,7 +1,7 @@
 //! Trains an MLP and Keras's MNIST convnet on Fashion-MNIST and compares their test
 //! accuracy.
 //!
-//! Run with `cargo run --release --example fashion_mnist [EPOCHS]` (default 12). The data goes
+//! Run with `cargo run --release --example fashion_mnist [EPOCHS]` (default 20). The data goes
 //! to `datasets/fashion-mnist` and is fetched from the Debian package `dataset-fashion-mnist`
 //! when missing (`apt-get update` may be needed once).
 
@@ -21,7 +21,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .nth(1)
         .map(|arg| arg.parse())
         .transpose()?
-        .unwrap_or(12);
+        .unwrap_or(20);
 
     let mlp = Sequential::new([28, 28])
         .seed(1)

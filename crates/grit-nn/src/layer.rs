@@ -104,6 +104,36 @@ pub trait Layer: Debug + Send {
     }
 }
 
+/// The largest number of values in one weight or one sample's activation that building
+/// accepts: 2^31, which is 8 GiB of f32. A config asking for more, such as a `Dense` layer of
+/// 10^12 units, is rejected with an error instead of an attempt to allocate.
+// NOTE: this limit rejects absurd configs. It does not check the memory available.
+pub const MAX_TENSOR_VALUES: usize = 1 << 31;
+
+/// Checks that a tensor of `shape` has at most [`MAX_TENSOR_VALUES`] values, and returns
+/// [`NnError::IncompatibleShape`] naming `what` and the shape otherwise.
+pub(crate) fn check_tensor_size(
+    layer: &str,
+    input_shape: &[usize],
+    what: &str,
+    shape: &[usize],
+) -> Result<()> {
+    let values = shape
+        .iter()
+        .try_fold(1usize, |product, &axis| product.checked_mul(axis));
+    if values.is_some_and(|values| values <= MAX_TENSOR_VALUES) {
+        return Ok(());
+    }
+    Err(NnError::IncompatibleShape {
+        layer: layer.to_string(),
+        input_shape: input_shape.to_vec(),
+        reason: format!(
+            "its {what} of shape {shape:?} would have more than {MAX_TENSOR_VALUES} values, \
+             the limit for one tensor"
+        ),
+    })
+}
+
 /// Rebuilds an unbuilt layer from the JSON that [`Layer::config`] returned.
 ///
 /// # Errors

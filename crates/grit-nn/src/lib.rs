@@ -15,7 +15,7 @@ pub mod losses;
 pub mod metrics;
 
 pub use error::NnError;
-pub use layer::{Layer, layer_from_config};
+pub use layer::{Layer, MAX_TENSOR_VALUES, layer_from_config};
 pub use layers::{
     ActivationLayer, AveragePooling2D, BatchNormalization, Conv2D, Dense, Dropout, Flatten,
     GlobalAveragePooling2D, MaxPooling2D, Padding, Reshape,

@@ -7,6 +7,7 @@ use serde_json::json;
 use super::buffer::{copy_into_buffer, reshape_buffer};
 use super::label;
 use super::spatial::{AxisWindows, Padding};
+use crate::layer::check_tensor_size;
 use crate::{Layer, NnError, Result};
 
 /// A 2-D convolution over channels-last images:
@@ -450,6 +451,9 @@ impl Layer for Conv2D {
             padding,
             ..
         } = self.config;
+        let kernel_shape = [kernel_size.0, kernel_size.1, channels, filters];
+        let layer = label(&self.config.name, "Conv2D");
+        check_tensor_size(layer, input_shape, "kernel", &kernel_shape)?;
         let rows = AxisWindows::new(height, kernel_size.0, strides.0, padding);
         let cols = AxisWindows::new(width, kernel_size.1, strides.1, padding);
         let (Some(rows), Some(cols)) = (rows, cols) else {
@@ -467,7 +471,6 @@ impl Layer for Conv2D {
             kernel: kernel_size,
         };
 
-        let kernel_shape = [kernel_size.0, kernel_size.1, channels, filters];
         self.kernel = self.config.kernel_initializer.init(&kernel_shape, rng);
         self.kernel_grad = Tensor::zeros(IxDyn(&kernel_shape));
         if self.config.use_bias {

@@ -4,6 +4,7 @@ use ndarray::{Array2, Axis, Ix1, Ix2, IxDyn};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::layer::check_tensor_size;
 use crate::{Layer, NnError, Result};
 
 /// A fully connected layer: `output = activation(input · kernel + bias)`.
@@ -190,6 +191,7 @@ impl Layer for Dense {
                 reason: "the input has no features".into(),
             });
         }
+        check_tensor_size(&self.config.name, input_shape, "kernel", &[inputs, units])?;
         self.kernel = self.config.kernel_initializer.init(&[inputs, units], rng);
         self.kernel_grad = Tensor::zeros(IxDyn(&[inputs, units]));
         if self.config.use_bias {
@@ -336,6 +338,20 @@ mod tests {
         let x = array![[1.0f32, 2.0, 3.0]].into_dyn();
         let y = layer.forward(&x, false, &mut Rng::new(0));
         assert_eq!(y, array![[6.5f32, 5.0]].into_dyn());
+    }
+
+    #[test]
+    fn kernel_over_size_limit_rejected() {
+        let mut layer = Dense::new(1_000_000_000_000).name("huge");
+        let error = layer.build(&[6], &mut Rng::new(0)).unwrap_err();
+        let message = error.to_string();
+        assert!(
+            matches!(error, NnError::IncompatibleShape { .. }),
+            "{error:?}"
+        );
+        assert!(message.contains("[6, 1000000000000]"), "{message}");
+        assert!(message.contains("2147483648"), "{message}");
+        assert_eq!(layer.weights()[0].1.len(), 0, "no kernel was allocated");
     }
 
     #[test]

@@ -116,15 +116,21 @@ impl Layer for Reshape {
         }
 
         let input_size: usize = input_shape.iter().product();
-        let known_size: usize = target
+        let known_size = target
             .iter()
             .filter(|&&size| size != -1)
-            .map(|&size| size as usize)
-            .product();
+            .try_fold(1usize, |product, &size| product.checked_mul(size as usize));
         let incompatible = |reason: String| NnError::IncompatibleShape {
             layer: layer.clone(),
             input_shape: input_shape.to_vec(),
             reason,
+        };
+        // A product that overflows would wrap to a wrong size, possibly 0, in a release build.
+        let Some(known_size) = known_size else {
+            return Err(incompatible(format!(
+                "the target shape {target:?} has more values per sample than a usize can count, \
+                 but the input has {input_size}"
+            )));
         };
         if inferred_axes == 1 && input_size % known_size != 0 {
             return Err(incompatible(format!(

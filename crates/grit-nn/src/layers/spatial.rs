@@ -78,7 +78,11 @@ impl AxisWindows {
             }
             Padding::Same => {
                 let output = input.div_ceil(stride);
-                let total = ((output - 1) * stride + window).saturating_sub(input);
+                // A pooling window near usize::MAX would overflow here. Saturating keeps every
+                // window covering the whole input, which is what such a window does.
+                let total = ((output - 1) * stride)
+                    .saturating_add(window)
+                    .saturating_sub(input);
                 (output, total / 2)
             }
         };
@@ -88,7 +92,7 @@ impl AxisWindows {
                 // padded index p is the input index p - pad_before.
                 let start = position * stride;
                 let first = start.max(pad_before);
-                let end = (start + window).min(pad_before + input);
+                let end = start.saturating_add(window).min(pad_before + input);
                 Span {
                     input_start: first - pad_before,
                     window_start: first - start,
@@ -122,6 +126,17 @@ mod tests {
         assert_eq!(starts, vec![0, 2, 4]);
         assert!(axis.spans.iter().all(|s| s.len == 3 && s.window_start == 0));
         assert_eq!(AxisWindows::new(2, 3, 1, Padding::Valid), None);
+    }
+
+    #[test]
+    fn same_padding_window_near_usize_max() {
+        // Such a window covers the whole input from every position, and placing it must not
+        // overflow.
+        let axis = AxisWindows::new(4, usize::MAX, 1, Padding::Same).unwrap();
+        assert_eq!(axis.output(), 4);
+        for span in &axis.spans {
+            assert_eq!(span.input_range(), 0..4);
+        }
     }
 
     #[test]

@@ -1,5 +1,5 @@
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use super::{Callback, Context, Logs};
@@ -11,7 +11,8 @@ use crate::{Result, TrainError};
 /// logs' keys in sorted order. When the run validates but the first epoch did not (a
 /// validation frequency above 1), the `val_*` columns are added too. A value missing in an
 /// epoch is written as `NA`, NaN as `nan`. Every row is flushed and synced to disk before
-/// training goes on, so a crash keeps each finished epoch. Place it after callbacks that add
+/// training goes on, so a crash keeps each finished epoch. A row that fails to write, for
+/// example on a full disk, is removed again, so the file ends with the last whole row. Place it after callbacks that add
 /// keys (such as `LearningRateScheduler`) to record them.
 ///
 /// ```no_run
@@ -76,11 +77,22 @@ impl CsvLogger {
         let separator = self.separator.to_string();
         let text = format!("{}\n", line.join(&separator));
         let file = self.file.as_mut().expect("opened at train begin");
+        let length = file.metadata().map(|metadata| metadata.len());
         let result = file
             .write_all(text.as_bytes())
             .and_then(|_| file.flush())
             .and_then(|_| file.sync_data());
-        result.map_err(|source| self.io_error("failed to write", source))
+        if let Err(source) = result {
+            // A full disk can take part of a row. Cutting the file back to its last whole row
+            // keeps it a valid CSV for the caller who handles the error.
+            if let Ok(length) = length {
+                let _ = file
+                    .set_len(length)
+                    .and_then(|_| file.seek(SeekFrom::Start(length)));
+            }
+            return Err(self.io_error("failed to write", source));
+        }
+        Ok(())
     }
 }
 

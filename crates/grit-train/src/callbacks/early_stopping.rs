@@ -1,6 +1,6 @@
 use serde_json::json;
 
-use super::{Callback, Context, Logs, Mode, Monitor, RunInfo, Weights};
+use super::{Callback, Context, Logs, Mode, Monitor, RunInfo, Weights, weights_are_finite};
 use crate::{Result, TrainError};
 
 /// Stops training when a monitored value has stopped improving (Keras's `EarlyStopping`).
@@ -12,8 +12,9 @@ use crate::{Result, TrainError};
 /// best epoch come back at the end of training, whichever callback stopped it.
 ///
 /// Beyond Keras: the monitored key is checked before the first batch, and with
-/// `check_finite` (on by default) a NaN or infinite monitored value stops training at once;
-/// a non-finite value never becomes the best.
+/// `check_finite` (on by default) a NaN or infinite monitored value stops training at once.
+/// A non-finite value never becomes the best, and neither does an epoch that ends with a NaN
+/// or infinite weight.
 ///
 /// ```
 /// use grit_train::callbacks::EarlyStopping;
@@ -60,7 +61,8 @@ impl EarlyStopping {
         }
     }
 
-    /// Sets the smallest change that counts as an improvement (its sign is ignored).
+    /// Sets the smallest change that counts as an improvement (its sign is ignored). It must
+    /// be finite.
     pub fn min_delta(mut self, min_delta: f64) -> Self {
         self.min_delta = min_delta;
         self.monitor = Monitor::new(self.monitor.key().to_string(), self.mode, min_delta);
@@ -80,7 +82,7 @@ impl EarlyStopping {
         self
     }
 
-    /// Sets a value that must be beaten before the wait counter resets.
+    /// Sets a value that must be beaten before the wait counter resets. It must be finite.
     pub fn baseline(mut self, baseline: f64) -> Self {
         self.baseline = Some(baseline);
         self
@@ -144,6 +146,12 @@ impl Callback for EarlyStopping {
     }
 
     fn validate(&mut self, run: &RunInfo) -> Result<()> {
+        if let Some(baseline) = self.baseline.filter(|baseline| !baseline.is_finite()) {
+            return Err(TrainError::InvalidCallback {
+                callback: "EarlyStopping",
+                message: format!("baseline = {baseline} must be finite"),
+            });
+        }
         self.monitor.resolve("EarlyStopping", run)
     }
 
@@ -174,11 +182,14 @@ impl Callback for EarlyStopping {
             ));
             return Ok(());
         }
-        if self.best_weights.is_none() {
+        // Weights that this epoch's updates overflowed are never the best, even when the loss,
+        // computed before those updates, improved.
+        let finite_weights = weights_are_finite(ctx.model());
+        if self.best_weights.is_none() && finite_weights {
             self.snapshot(epoch, ctx);
         }
         self.wait += 1;
-        if self.monitor.is_improvement(current, self.best) {
+        if finite_weights && self.monitor.is_improvement(current, self.best) {
             self.best = Some(current);
             self.best_epoch = epoch;
             self.snapshot(epoch, ctx);
@@ -278,8 +289,18 @@ impl Callback for EarlyStopping {
 /// Reads one `{"name", "shape", "values"}` entry of a saved state.
 fn weight_from_json(entry: &serde_json::Value) -> Option<(String, grit_tensor::Tensor)> {
     let name = entry.get("name")?.as_str()?.to_string();
-    let shape: Vec<usize> = entry.get("shape")?.as_array()?.iter().map(|d| d.as_u64().map(|d| d as usize)).collect::<Option<_>>()?;
-    let values: Vec<f32> = entry.get("values")?.as_array()?.iter().map(|v| v.as_f64().map(|v| v as f32)).collect::<Option<_>>()?;
+    let shape: Vec<usize> = entry
+        .get("shape")?
+        .as_array()?
+        .iter()
+        .map(|d| d.as_u64().map(|d| d as usize))
+        .collect::<Option<_>>()?;
+    let values: Vec<f32> = entry
+        .get("values")?
+        .as_array()?
+        .iter()
+        .map(|v| v.as_f64().map(|v| v as f32))
+        .collect::<Option<_>>()?;
     let tensor = grit_tensor::Tensor::from_shape_vec(ndarray::IxDyn(&shape), values).ok()?;
     Some((name, tensor))
 }

@@ -35,6 +35,7 @@ pub use history::History;
 pub use lambda::LambdaCallback;
 pub use learning_rate_scheduler::LearningRateScheduler;
 pub use model_checkpoint::ModelCheckpoint;
+pub(crate) use monitor::weights_are_finite;
 pub use monitor::{Mode, Monitor};
 pub(crate) use progress::{Console, ProgressLogger};
 pub use reduce_lr_on_plateau::ReduceLROnPlateau;

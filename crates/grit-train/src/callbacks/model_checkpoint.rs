@@ -4,7 +4,7 @@ use serde_json::json;
 
 use super::filepath::{FieldValue, FilepathTemplate};
 use super::save_freq::BatchCounter;
-use super::{Callback, Context, Logs, Mode, Monitor, RunInfo, SaveFrequency};
+use super::{Callback, Context, Logs, Mode, Monitor, RunInfo, SaveFrequency, weights_are_finite};
 use crate::{Result, TrainError};
 
 const NAME: &str = "ModelCheckpoint";
@@ -36,7 +36,9 @@ const NAME: &str = "ModelCheckpoint";
 ///
 /// With `save_best_only`, a save happens only when the monitored value improves strictly on
 /// the best so far (or on `initial_value_threshold`), and a NaN or infinite value is never
-/// saved as the best. The best value carries over when the same instance is used for another
+/// saved as the best. Neither are weights that contain a NaN or infinite value: the logged
+/// loss is computed before each update, so it can improve in the epoch whose last update
+/// overflowed the weights. The best value carries over when the same instance is used for another
 /// `fit`, as in Keras.
 ///
 /// Unlike Keras, the template and the monitored key are checked against the keys this run
@@ -215,6 +217,15 @@ impl ModelCheckpoint {
                         format_best(self.best)
                     ));
                 }
+                return Ok(());
+            }
+            if !weights_are_finite(ctx.model()) {
+                log::warn!(
+                    "{NAME}: {} improved to {current} at epoch {}, but the weights contain NaN \
+                     or infinite values, so they were not saved as the best",
+                    self.monitor.key(),
+                    epoch + 1
+                );
                 return Ok(());
             }
             if self.verbose > 0 {

@@ -3,7 +3,7 @@
 use grit_nn::Direction;
 
 use super::RunInfo;
-use crate::{Result, TrainError};
+use crate::{Result, Sequential, TrainError};
 
 /// The direction in which a monitored value improves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -59,8 +59,15 @@ impl Monitor {
     ///
     /// # Errors
     /// [`TrainError::UnknownMonitor`] when no epoch log of this run contains the key, and
-    /// [`TrainError::InvalidCallback`] when `Mode::Auto` cannot tell the direction.
+    /// [`TrainError::InvalidCallback`] when `min_delta` is NaN or infinite or `Mode::Auto`
+    /// cannot tell the direction.
     pub fn resolve(&mut self, callback: &'static str, run: &RunInfo) -> Result<()> {
+        if !self.min_delta.is_finite() {
+            return Err(TrainError::InvalidCallback {
+                callback,
+                message: format!("min_delta = {} must be finite", self.min_delta),
+            });
+        }
         run.require_epoch_key(callback, &self.key)?;
         self.direction = Some(match self.mode {
             Mode::Min => Direction::Min,
@@ -109,6 +116,18 @@ impl Monitor {
         }
         Some(value)
     }
+}
+
+/// Returns whether every weight of `model` is finite. The loss of an epoch is computed before
+/// its updates, so an epoch can log an improved loss while its last update overflowed the
+/// weights. Such weights are never saved or restored as the best.
+pub(crate) fn weights_are_finite(model: &Sequential) -> bool {
+    model.layers().iter().all(|layer| {
+        layer
+            .weights()
+            .iter()
+            .all(|(_, tensor)| tensor.iter().all(|value| value.is_finite()))
+    })
 }
 
 #[cfg(test)]

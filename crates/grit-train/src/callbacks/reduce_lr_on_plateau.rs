@@ -63,7 +63,8 @@ impl ReduceLROnPlateau {
         self
     }
 
-    /// Sets the smallest change that counts as an improvement (its sign is ignored).
+    /// Sets the smallest change that counts as an improvement (its sign is ignored). It must
+    /// be finite.
     pub fn min_delta(mut self, min_delta: f64) -> Self {
         self.min_delta = min_delta;
         self.monitor = Monitor::new(self.key.clone(), self.mode, min_delta);

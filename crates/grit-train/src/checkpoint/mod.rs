@@ -215,7 +215,17 @@ impl Checkpoint {
             path: path.to_path_buf(),
             source,
         })?;
-        let decoded = file::decode(path, &bytes)?;
+        Checkpoint::from_bytes(&bytes, path)
+    }
+
+    /// Parses and verifies a checkpoint held in memory, as [`Checkpoint::read`] does for a
+    /// file. `path` names the input in errors and becomes [`Checkpoint::path`].
+    ///
+    /// # Errors
+    /// The errors of [`Checkpoint::read`] except [`TrainError::Io`].
+    pub fn from_bytes(bytes: &[u8], path: impl AsRef<Path>) -> Result<Checkpoint> {
+        let path = path.as_ref();
+        let decoded = file::decode(path, bytes)?;
         let metadata = Metadata {
             path,
             map: &decoded.metadata,

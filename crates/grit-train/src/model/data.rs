@@ -1,5 +1,6 @@
 //! Checks of inputs and targets against the model, and batch gathering.
 
+use grit_nn::ResolvedMetric;
 use grit_nn::losses::TargetKind;
 use grit_tensor::{Samples, Tensor};
 use ndarray::IxDyn;
@@ -35,7 +36,7 @@ pub(crate) fn check_counts(x: &dyn Samples, y: &dyn Samples, what: &'static str)
 }
 
 /// Checks that `y` fits the compiled loss and the model's output: integer labels in range for
-/// a sparse loss, the output's shape otherwise.
+/// a sparse loss, the output's shape otherwise. Then checks that every metric can read `y`.
 pub(crate) fn check_targets(model: &Sequential, y: &dyn Samples, what: &'static str) -> Result<()> {
     let loss = model.loss().ok_or(TrainError::NotCompiled("fit"))?;
     let output_shape = model.output_shape().unwrap_or(&[]).to_vec();
@@ -72,6 +73,35 @@ pub(crate) fn check_targets(model: &Sequential, y: &dyn Samples, what: &'static 
                 });
             }
         }
+    }
+    check_metrics(model, y)
+}
+
+/// Checks that every compiled metric can compare the model's output with targets like `y`:
+/// one integer label per sample for sparse categorical accuracy, the output's width for the
+/// other metrics.
+fn check_metrics(model: &Sequential, y: &dyn Samples) -> Result<()> {
+    let output_width: usize = model.output_shape().unwrap_or(&[]).iter().product();
+    let target_width = y.sample_size();
+    for (name, metric) in model.resolved_metrics(target_width) {
+        let expected = match metric {
+            ResolvedMetric::SparseCategoricalAccuracy if target_width != 1 => format!(
+                "one integer label per sample, but the targets have {target_width} values per \
+                 sample. One-hot targets need Metric::CategoricalAccuracy or Metric::Accuracy"
+            ),
+            ResolvedMetric::SparseCategoricalAccuracy => continue,
+            _ if target_width != output_width => format!(
+                "targets of {output_width} values per sample (the model's output width), but the \
+                 targets have {target_width}. Integer labels need \
+                 Metric::SparseCategoricalAccuracy or Metric::Accuracy"
+            ),
+            _ => continue,
+        };
+        return Err(TrainError::InvalidArgument {
+            name: "metrics",
+            value: name.to_string(),
+            expected,
+        });
     }
     Ok(())
 }

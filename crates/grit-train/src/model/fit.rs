@@ -292,7 +292,8 @@ impl Sequential {
     /// # Errors
     /// [`TrainError::NotCompiled`]; data errors ([`TrainError::SampleCountMismatch`],
     /// [`TrainError::ShapeMismatch`], [`TrainError::EmptyData`], [`TrainError::InvalidLabel`]);
-    /// [`TrainError::InvalidArgument`] for an invalid option; any error a callback returns.
+    /// [`TrainError::InvalidArgument`] for an invalid option or a metric that cannot read the
+    /// targets (categorical accuracy on integer labels, say); any error a callback returns.
     pub fn fit<X: Samples, Y: Samples>(
         &mut self,
         x: &X,

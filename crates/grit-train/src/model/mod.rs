@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use grit_nn::{Layer, Loss, Metric, NnError, ResolvedMetric};
+use grit_nn::{Layer, Loss, MAX_TENSOR_VALUES, Metric, NnError, ResolvedMetric};
 use grit_optim::Optimizer;
 use grit_tensor::{Rng, Tensor};
 use serde_json::json;
@@ -121,8 +121,9 @@ impl Sequential {
     ///
     /// # Errors
     /// [`TrainError::Layer`] naming the first layer that cannot take its input shape, with
-    /// the shape; [`TrainError::InvalidArgument`] for a model without layers or an input
-    /// shape with a zero axis.
+    /// the shape, also when its output would have more than [`MAX_TENSOR_VALUES`] values per
+    /// sample; [`TrainError::InvalidArgument`] for a model without layers or an input shape
+    /// with a zero axis or more than [`MAX_TENSOR_VALUES`] values.
     pub fn build(&mut self) -> Result<()> {
         if self.built {
             return Ok(());
@@ -141,6 +142,13 @@ impl Sequential {
                 expected: "at least one axis, each of size 1 or more".into(),
             });
         }
+        if !within_tensor_limit(&self.input_shape) {
+            return Err(TrainError::InvalidArgument {
+                name: "input_shape",
+                value: format!("{:?}", self.input_shape),
+                expected: format!("at most {MAX_TENSOR_VALUES} values per sample"),
+            });
+        }
         self.assign_names();
         self.rng = Rng::new(self.seed);
         self.output_shapes.clear();
@@ -156,6 +164,22 @@ impl Sequential {
                         .cloned()
                         .unwrap_or(self.input_shape.clone()),
                     reason: format!("its output shape {shape:?} would be empty"),
+                }
+                .into());
+            }
+            // The next layer's build multiplies these axes, so they must not overflow.
+            if !within_tensor_limit(&shape) {
+                return Err(NnError::IncompatibleShape {
+                    layer: layer.name().to_string(),
+                    input_shape: self
+                        .output_shapes
+                        .last()
+                        .cloned()
+                        .unwrap_or(self.input_shape.clone()),
+                    reason: format!(
+                        "its output shape {shape:?} would have more than {MAX_TENSOR_VALUES} \
+                         values per sample, the limit for one tensor"
+                    ),
                 }
                 .into());
             }
@@ -416,6 +440,14 @@ impl Sequential {
         }
         x
     }
+}
+
+/// Returns whether a tensor of `shape` has at most [`MAX_TENSOR_VALUES`] values.
+fn within_tensor_limit(shape: &[usize]) -> bool {
+    shape
+        .iter()
+        .try_fold(1usize, |product, &axis| product.checked_mul(axis))
+        .is_some_and(|values| values <= MAX_TENSOR_VALUES)
 }
 
 /// `BatchNormalization` → `batch_normalization`, `Conv2D` → `conv2d`.

@@ -54,7 +54,16 @@ impl Sequential {
     /// The errors of [`Checkpoint::read`], and [`TrainError::Checkpoint`] when the model or
     /// optimizer config cannot be rebuilt or a tensor is missing.
     pub fn load(path: impl AsRef<Path>) -> Result<Sequential> {
-        let checkpoint = Checkpoint::read(path)?;
+        Sequential::from_checkpoint(&Checkpoint::read(path)?)
+    }
+
+    /// Rebuilds a model from a checkpoint already read, as [`Sequential::load`] does from a
+    /// file.
+    ///
+    /// # Errors
+    /// [`TrainError::Checkpoint`] when the model or optimizer config cannot be rebuilt or a
+    /// tensor is missing.
+    pub fn from_checkpoint(checkpoint: &Checkpoint) -> Result<Sequential> {
         let rebuild_error = |what: &str, error: String| TrainError::Checkpoint {
             path: checkpoint.path().to_path_buf(),
             message: format!("the {what} cannot be rebuilt: {error}"),
@@ -65,7 +74,7 @@ impl Sequential {
             .build()
             .map_err(|error| rebuild_error("model config", error.to_string()))?;
         if checkpoint.kind() == CheckpointKind::Weights {
-            model.load_checked_weights(&checkpoint)?;
+            model.load_checked_weights(checkpoint)?;
             return Ok(model);
         }
         if let Some((loss, metrics, optimizer_config)) = checkpoint.compile_settings() {
@@ -77,7 +86,7 @@ impl Sequential {
                 metrics: metrics.to_vec(),
             });
         }
-        model.restore_training_state(&checkpoint)?;
+        model.restore_training_state(checkpoint)?;
         Ok(model)
     }
 
