@@ -825,18 +825,27 @@ fn mnist_early_stopping_restores_best_weights() {
 fn early_stopping_state_keeps_best_weights() {
     let (x, y) = data(8);
     let mut model = model(0.05);
-    let mut early = EarlyStopping::new("loss").patience(10).restore_best_weights(true);
+    let mut early = EarlyStopping::new("loss")
+        .patience(10)
+        .restore_best_weights(true);
     model.fit(&x, &y, &quiet(3), &mut [&mut early]).unwrap();
     let state = early.state().unwrap();
     let saved = state["best_weights"].as_array().unwrap();
     assert_eq!(saved.len(), 2);
     assert_eq!(saved[0]["name"], "dense/kernel");
 
-    let mut restored = EarlyStopping::new("loss").patience(10).restore_best_weights(true);
+    let mut restored = EarlyStopping::new("loss")
+        .patience(10)
+        .restore_best_weights(true);
     restored.load_state(state.clone()).unwrap();
     assert_eq!(restored.state().unwrap(), state);
     assert_eq!(restored.best(), early.best());
 
-    let error = restored.load_state(serde_json::json!({"best": "high"})).unwrap_err();
-    assert!(error.to_string().contains("not an EarlyStopping state"), "{error}");
+    let error = restored
+        .load_state(serde_json::json!({"best": "high"}))
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("not an EarlyStopping state"),
+        "{error}"
+    );
 }
