@@ -11,7 +11,7 @@ pub enum NnError {
         layer: String,
         /// The per-sample input shape (without the batch axis).
         input_shape: Vec<usize>,
-        /// What the layer expected.
+        /// The shape the layer expected, in words.
         reason: String,
     },
     /// A layer parameter is outside its valid range.
@@ -23,7 +23,7 @@ pub enum NnError {
         name: &'static str,
         /// The rejected value, as text.
         value: String,
-        /// What a valid value looks like.
+        /// A description of the valid values.
         expected: &'static str,
     },
     /// A layer config (from a checkpoint) cannot be turned into a layer.

@@ -12,7 +12,7 @@ use crate::{Rng, Tensor};
 /// deviations equal to the requested one (Keras's constant `.87962566103423978`).
 const TRUNCATED_NORMAL_STDDEV: f32 = 0.879_625_7;
 
-/// How a weight tensor is filled before training.
+/// The rule that fills a weight tensor before training.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "name")]
 pub enum Initializer {
@@ -79,7 +79,7 @@ pub fn fans(shape: &[usize]) -> (usize, usize) {
     (fan_in.max(1), fan_out.max(1))
 }
 
-/// A standard normal sample redrawn until it lies within two standard deviations.
+/// Draws a standard normal sample, again until it lies within two standard deviations.
 fn truncated_normal(rng: &mut Rng) -> f32 {
     loop {
         let v = rng.normal();

@@ -24,13 +24,13 @@ pub enum TrainError {
         name: &'static str,
         /// The rejected value, as text.
         value: String,
-        /// What a valid value looks like.
+        /// A description of the valid values.
         expected: String,
     },
     /// Inputs or targets do not have the shape the model needs.
     #[error("{what} have per-sample shape {actual:?}, but the model expects {expected:?}")]
     ShapeMismatch {
-        /// Which data (`"inputs"`, `"targets"`, `"validation inputs"`, ...).
+        /// The data concerned (`"inputs"`, `"targets"`, `"validation inputs"`, ...).
         what: &'static str,
         /// The per-sample shape given.
         actual: Vec<usize>,
@@ -83,7 +83,7 @@ pub enum TrainError {
     InvalidCallback {
         /// The callback.
         callback: &'static str,
-        /// What is wrong and what to do.
+        /// The problem and how to fix it.
         message: String,
     },
     /// Training produced a non-finite loss and the run was asked to fail on it.
@@ -99,7 +99,7 @@ pub enum TrainError {
     /// A file could not be read or written.
     #[error("{action} {path}: {source}")]
     Io {
-        /// What was being done (`"failed to write"`, ...).
+        /// The failed action (`"failed to write"`, ...).
         action: &'static str,
         /// The file.
         path: PathBuf,
@@ -111,7 +111,7 @@ pub enum TrainError {
     Callback {
         /// The callback.
         callback: String,
-        /// What went wrong.
+        /// The failure.
         message: String,
     },
     /// A checkpoint file is truncated or corrupt, of another format or version, or lacks what
@@ -120,7 +120,7 @@ pub enum TrainError {
     Checkpoint {
         /// The checkpoint file.
         path: PathBuf,
-        /// What is wrong and what to do.
+        /// The problem and how to fix it.
         message: String,
     },
     /// A checkpoint tensor has another shape than the model's weight of the same name.

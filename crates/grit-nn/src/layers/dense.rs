@@ -49,9 +49,9 @@ pub struct DenseConfig {
     pub activation: Activation,
     /// Whether the layer adds a bias.
     pub use_bias: bool,
-    /// How the kernel is initialised.
+    /// The kernel initializer.
     pub kernel_initializer: Initializer,
-    /// How the bias is initialised.
+    /// The bias initializer.
     pub bias_initializer: Initializer,
 }
 

@@ -230,8 +230,8 @@ impl Callback for EarlyStopping {
         // The best weights go along so that a resumed run restores the same epoch's weights.
         // JSON keeps every f32 exactly: it is written in its shortest form that reads back
         // to the same f32.
-        // NOTE: this grows the checkpoint header by about 10 bytes per weight value; fine for
-        // the models here, but a large model would want these as tensors.
+        // NOTE: this adds about 10 bytes per weight value to the checkpoint header. That is
+        // fine for small models, but a large model would want these stored as tensors.
         let best_weights = self.best_weights.as_ref().map(|weights| {
             weights
                 .iter()

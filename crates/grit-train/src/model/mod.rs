@@ -55,7 +55,7 @@ pub struct Sequential {
     first_trainable: usize,
 }
 
-/// What `compile` fixed.
+/// The optimizer, loss and metrics that `compile` set.
 pub(crate) struct Compiled {
     pub(crate) optimizer: Box<dyn Optimizer>,
     pub(crate) loss: Loss,
