@@ -234,7 +234,11 @@ fn write_checkpoint_seeds(folder: &Path) {
 }
 
 fn write_model_config_seeds(folder: &Path) {
-    use grit::optim::{CosineDecay, LearningRateSchedule, Optimizer};
+    use grit::optim::schedules::{
+        Constant, CosineDecay, CosineDecayRestarts, ExponentialDecay, InverseTimeDecay,
+        LinearWarmup, OneCycle, PiecewiseConstantDecay, PolynomialDecay, StepDecay,
+    };
+    use grit::optim::{LearningRateSchedule, Optimizer};
     use grit::train::prelude::*;
 
     let write_json = |name: &str, value: &serde_json::Value| {
@@ -256,10 +260,33 @@ fn write_model_config_seeds(folder: &Path) {
         .add(Dense::new(3));
     write_json("valid-conv.json", &conv.config());
     write_json("valid-adam.json", &Adam::new(1e-3).config());
-    let cosine = CosineDecay::new(0.1, 100).unwrap();
-    let schedule = serde_json::json!({"schedule": cosine.name(), "config": cosine.config()});
-    write_json("valid-cosine-schedule.json", &schedule);
+    let sgd = Sgd::new(ExponentialDecay::new(0.1, 10, 0.5).unwrap())
+        .momentum(0.9)
+        .nesterov(true);
+    write_json("valid-sgd-scheduled.json", &sgd.config());
+
+    let schedules: Vec<Box<dyn LearningRateSchedule>> = vec![
+        Box::new(Constant::new(0.01).unwrap()),
+        Box::new(CosineDecay::new(0.1, 100).unwrap().warmup(0.2, 10).unwrap()),
+        Box::new(CosineDecayRestarts::new(0.1, 20).unwrap()),
+        Box::new(InverseTimeDecay::new(0.1, 10, 0.5).unwrap()),
+        Box::new(LinearWarmup::new(PolynomialDecay::new(0.1, 50).unwrap(), 5, 0.0).unwrap()),
+        Box::new(OneCycle::new(0.1, 100).unwrap()),
+        Box::new(PiecewiseConstantDecay::new(vec![10, 20], vec![0.1, 0.01, 0.001]).unwrap()),
+        Box::new(StepDecay::at(0.1, 0.5, [5, 15]).unwrap()),
+        Box::new(StepDecay::every(0.1, 0.5, 10).unwrap()),
+    ];
+    for (index, schedule) in schedules.iter().enumerate() {
+        let config = serde_json::json!({"schedule": schedule.name(), "config": schedule.config()});
+        let name = schedule.name();
+        write_json(&format!("valid-schedule-{index}-{name}.json"), &config);
+    }
+
     write_json("valid-dense-layer.json", &Dense::new(5).config());
+    write_json("valid-conv2d-layer.json", &Conv2D::new(2, (3, 3)).config());
+    write_json("valid-reshape-layer.json", &Reshape::new([-1, 2]).config());
+    let activation = ActivationLayer::new(Activation::Softmax);
+    write_json("valid-activation-layer.json", &activation.config());
 
     let mut huge = dense.config();
     huge["config"]["layers"][1]["config"]["units"] = serde_json::json!(1_000_000_000_000u64);

@@ -518,6 +518,26 @@ mod tests {
     }
 
     #[test]
+    fn oversized_input_shape_rejected() {
+        // The axes multiply past usize::MAX, which Flatten's build would overflow on.
+        let mut model = Sequential::new([1 << 32, 1 << 32])
+            .add(Flatten::new())
+            .add(Dense::new(1));
+        let error = model.build().unwrap_err();
+        assert!(
+            matches!(
+                error,
+                TrainError::InvalidArgument {
+                    name: "input_shape",
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
+        assert!(!model.built);
+    }
+
+    #[test]
     fn same_seed_same_initial_weights() {
         let build = |seed| {
             let mut model = Sequential::new([4]).seed(seed).add(Dense::new(3));
