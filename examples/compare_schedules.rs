@@ -31,10 +31,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or_else(|| PathBuf::from("runs/compare-schedules"));
     std::fs::create_dir_all(&output)?;
 
-    let root = std::env::var_os("GRIT_DATASETS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("datasets"));
-    let dir = root.join("fashion-mnist");
+    let dir = grit::data::dataset_dir(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/datasets"),
+        "fashion-mnist",
+    );
     grit::data::ensure_fashion_mnist(&dir)?;
     let data = FashionMnist::load(&dir)?;
     let x = data.train_images.take(TRAIN_SAMPLES);

@@ -5,16 +5,14 @@
 //! to `datasets/fashion-mnist` and is fetched from the Debian package `dataset-fashion-mnist`
 //! when missing (`apt-get update` may be needed once).
 
-use std::path::PathBuf;
-
 use grit::prelude::*;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let root = std::env::var_os("GRIT_DATASETS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("datasets"));
-    let dir = root.join("fashion-mnist");
+    let dir = grit::data::dataset_dir(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/datasets"),
+        "fashion-mnist",
+    );
     grit::data::ensure_fashion_mnist(&dir)?;
     let data = FashionMnist::load(&dir)?;
     let epochs = std::env::args()

@@ -6,16 +6,11 @@
 //! when the validation loss stops improving, and ModelCheckpoint keeps the best epoch in
 //! `runs/mnist_cnn/best.safetensors`.
 
-use std::path::PathBuf;
-
 use grit::prelude::*;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let root = std::env::var_os("GRIT_DATASETS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("datasets"));
-    let dir = root.join("mnist");
+    let dir = grit::data::dataset_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/datasets"), "mnist");
     grit::data::ensure_mnist(&dir)?;
     let data = Mnist::load(&dir)?;
     let epochs = std::env::args()

@@ -762,10 +762,7 @@ fn hooks_fire_with_keras_keys() {
 // ---- Real data ----
 
 fn mnist_dir() -> std::path::PathBuf {
-    std::env::var_os("GRIT_DATASETS")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("datasets"))
-        .join("mnist")
+    grit::data::dataset_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/datasets"), "mnist")
 }
 
 /// EarlyStopping with restore_best_weights on a real MNIST subset: after training, the

@@ -4,10 +4,7 @@ use grit::prelude::*;
 use ndarray::{Array1, s};
 
 fn mnist_dir() -> std::path::PathBuf {
-    std::env::var_os("GRIT_DATASETS")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("datasets"))
-        .join("mnist")
+    grit::data::dataset_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/datasets"), "mnist")
 }
 
 #[test]

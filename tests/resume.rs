@@ -31,10 +31,7 @@ const SIGKILL: i32 = 9;
 const EPOCHS: usize = 7;
 
 fn mnist_dir() -> PathBuf {
-    std::env::var_os("GRIT_DATASETS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("datasets"))
-        .join("mnist")
+    grit::data::dataset_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/datasets"), "mnist")
 }
 
 /// Stops the child at one batch: prints [`PAUSED`] and sleeps until killed.

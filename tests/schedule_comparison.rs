@@ -33,10 +33,7 @@ struct Subset {
 }
 
 fn mnist_dir() -> PathBuf {
-    std::env::var_os("GRIT_DATASETS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("datasets"))
-        .join("mnist")
+    grit::data::dataset_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/datasets"), "mnist")
 }
 
 fn subset() -> &'static Subset {

@@ -22,11 +22,13 @@
 mod error;
 pub mod fetch;
 pub mod idx;
+mod location;
 mod mnist;
 mod xor;
 
 pub use error::DataError;
 pub use fetch::{Dataset, ensure_fashion_mnist, ensure_mnist};
 pub use idx::{IdxArray, IdxType, parse_idx, read_idx, read_idx_u8};
+pub use location::{DATASETS_ENV, dataset_dir};
 pub use mnist::{FashionMnist, Mnist};
 pub use xor::xor;

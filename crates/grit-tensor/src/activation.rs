@@ -151,7 +151,7 @@ impl Activation {
 
 const SQRT_2: f32 = std::f32::consts::SQRT_2;
 
-/// The logistic sigmoid, computed without overflow for large |x|.
+/// Computes the logistic sigmoid without overflow for large |x|.
 pub fn sigmoid(x: f32) -> f32 {
     if x >= 0.0 {
         1.0 / (1.0 + (-x).exp())

@@ -50,7 +50,7 @@ pub enum Loss {
     },
 }
 
-/// How a loss expects its targets.
+/// The form of target a loss expects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TargetKind {
     /// Targets have the same shape as the predictions.
