@@ -310,9 +310,9 @@ def child_environment(framework, threads):
         for name in OPENBLAS_OVERRIDES:
             env.pop(name, None)
     if threads is not None:
-        # grit's GEMM (matrixmultiply) reads MATMUL_NUM_THREADS; numpy's OpenBLAS and any
+        # grit's thread pool (rayon) reads RAYON_NUM_THREADS; numpy's OpenBLAS and any
         # OpenMP runtime read the other two.
-        env["MATMUL_NUM_THREADS"] = str(threads)
+        env["RAYON_NUM_THREADS"] = str(threads)
         env["OPENBLAS_NUM_THREADS"] = str(threads)
         env["OMP_NUM_THREADS"] = str(threads)
     return env

@@ -1,23 +1,15 @@
-//! Determinism: the same seed gives bit-identical weights in two runs, with 1 and with 2
-//! GEMM threads.
+//! Determinism: the same seed gives bit-identical weights in two runs, and on 1, 2 and 3
+//! threads.
 //!
-//! matrixmultiply reads `MATMUL_NUM_THREADS` once per process, so
-//! [`identical_across_runs_and_thread_counts`] runs [`child_training_run`] in child processes
-//! of this test binary, two with 1 thread and two with 2, and compares the weights' bytes.
-//! The model has a convolution, batch normalization, dropout and dense layers whose GEMMs are
-//! large enough for matrixmultiply 0.3 to split them across 2 threads, and training shuffles
-//! and validates. The 2-thread children must really start GEMM worker threads, which the
-//! test checks by counting the process's threads.
+//! grit computes on rayon's current thread pool, so each run trains inside a pool of its
+//! own size. The model has a convolution (split into blocks of images), batch
+//! normalization, dropout and dense layers whose products are large enough to be split
+//! among threads, and training shuffles and validates.
 
 use std::hash::{DefaultHasher, Hasher};
-use std::path::Path;
-use std::process::Command;
 
 use grit::prelude::*;
 use ndarray::{Array1, Array4};
-
-/// The environment variable that names the file [`child_training_run`] writes its result to.
-const OUTPUT_VARIABLE: &str = "GRIT_DETERMINISM_OUTPUT";
 
 /// 256 images of 28 × 28 × 1 in 10 classes, from a fixed formula.
 fn data() -> (Array4<f32>, Array1<f32>) {
@@ -71,91 +63,32 @@ fn hash(bytes: &[u8]) -> u64 {
     hasher.finish()
 }
 
-/// Returns the number of threads of this process.
-fn thread_count() -> usize {
-    std::fs::read_dir("/proc/self/task")
-        .map(|entries| entries.count())
-        .unwrap_or(0)
-}
-
-/// Trains in a child process and writes the thread count and the weights' bytes to the file
-/// named by `GRIT_DETERMINISM_OUTPUT`. Ignored in normal runs, because only a fresh
-/// process can choose the GEMM thread count.
-#[test]
-#[ignore = "run by identical_across_runs_and_thread_counts in a child process"]
-fn child_training_run() {
-    let bytes = train_weight_bytes(42);
-    let threads = thread_count();
-    println!(
-        "{} weight bytes, hash {:016x}, {threads} threads",
-        bytes.len(),
-        hash(&bytes)
-    );
-    if let Ok(path) = std::env::var(OUTPUT_VARIABLE) {
-        let mut output = (threads as u64).to_le_bytes().to_vec();
-        output.extend_from_slice(&bytes);
-        std::fs::write(path, output).unwrap();
-    }
-}
-
-/// Runs [`child_training_run`] with `threads` GEMM threads and returns the process's thread
-/// count and the weights' bytes.
-fn run_child(threads: usize, output: &Path) -> (usize, Vec<u8>) {
-    let executable = std::env::current_exe().unwrap();
-    let result = Command::new(executable)
-        .args([
-            "child_training_run",
-            "--exact",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("MATMUL_NUM_THREADS", threads.to_string())
-        .env(OUTPUT_VARIABLE, output)
-        .output()
+/// Trains with seed 42 on a pool of `threads` threads.
+fn train_on_threads(threads: usize) -> Vec<u8> {
+    let pool = grit::tensor::rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
         .unwrap();
-    assert!(
-        result.status.success(),
-        "the child run with {threads} threads failed: {}\n{}",
-        String::from_utf8_lossy(&result.stdout),
-        String::from_utf8_lossy(&result.stderr)
-    );
-    let bytes = std::fs::read(output).unwrap();
-    let (count, weights) = bytes.split_at(8);
-    let count = u64::from_le_bytes(count.try_into().unwrap()) as usize;
-    (count, weights.to_vec())
+    assert_eq!(pool.install(grit::tensor::parallel::num_threads), threads);
+    pool.install(|| train_weight_bytes(42))
 }
 
 #[test]
 fn identical_across_runs_and_thread_counts() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut runs = Vec::new();
-    for (index, threads) in [1, 1, 2, 2].into_iter().enumerate() {
-        let output = dir.path().join(format!("run-{index}"));
-        let (thread_count, bytes) = run_child(threads, &output);
-        runs.push((threads, thread_count, bytes));
-    }
+    let runs: Vec<(usize, Vec<u8>)> = [1, 1, 2, 3]
+        .into_iter()
+        .map(|threads| (threads, train_on_threads(threads)))
+        .collect();
     let summary: Vec<String> = runs
         .iter()
-        .map(|(threads, count, bytes)| {
-            format!(
-                "{threads} GEMM threads: hash {:016x}, {count} threads",
-                hash(bytes)
-            )
-        })
+        .map(|(threads, bytes)| format!("{threads} threads: hash {:016x}", hash(bytes)))
         .collect();
     let summary = summary.join("; ");
-
-    let (_, single_threads, single) = &runs[0];
-    let (_, multi_threads, multi) = &runs[2];
-    assert!(
-        multi_threads > single_threads,
-        "the 2-thread runs must start GEMM worker threads: {summary}"
-    );
+    let single = &runs[0].1;
     assert!(!single.is_empty());
-    assert!(runs[1].2 == *single, "two 1-thread runs differ: {summary}");
-    assert!(runs[3].2 == *multi, "two 2-thread runs differ: {summary}");
-    assert!(multi == single, "1 and 2 threads differ: {summary}");
+    assert!(runs[1].1 == *single, "two 1-thread runs differ: {summary}");
+    assert!(runs[2].1 == *single, "1 and 2 threads differ: {summary}");
+    assert!(runs[3].1 == *single, "1 and 3 threads differ: {summary}");
 }
 
 /// The same seed in one process gives the same weights; another seed does not, which shows

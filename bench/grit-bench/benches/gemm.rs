@@ -12,8 +12,10 @@
 //! Each shape is the product `a · b` as the layers call [`grit::tensor::ops::gemm`]: the
 //! kernel gradient multiplies a transposed view of the layer input, and the input gradient a
 //! transposed view of the kernel. The first layer with weights skips its input gradient, so
-//! its shape is not listed. `MATMUL_NUM_THREADS` sets the GEMM threads (1 to 4; one per
-//! physical core when unset).
+//! its shape is not listed. The products run on rayon's global pool: `RAYON_NUM_THREADS`
+//! threads, or one per CPU when it is unset. The summary times them from inside the pool, as
+//! the training loop calls them; divan's table times them from the main thread, which adds
+//! the hand-off to the pool to every call.
 
 use std::fmt;
 use std::hint::black_box;
@@ -346,12 +348,12 @@ fn derive_peak() -> Option<Peak> {
 }
 
 fn print_summary(peak: Option<&Peak>) {
-    let threads = std::env::var("MATMUL_NUM_THREADS").unwrap_or_else(|_| "unset".into());
-    println!("\nsummary (MATMUL_NUM_THREADS={threads}; median of 11 samples)\n");
+    let threads = grit::tensor::parallel::num_threads();
+    println!("\nsummary ({threads} threads; median of 11 samples, timed inside the pool)\n");
     println!("| product | MFLOP | ms | GFLOP/s | of peak |");
     println!("| --- | ---: | ---: | ---: | ---: |");
     for &shape in SHAPES {
-        let seconds = median_seconds(shape);
+        let seconds = grit::tensor::parallel::in_pool(|| median_seconds(shape));
         let gflops = shape.flops() as f64 / seconds / 1e9;
         let fraction = peak.map_or("n/a".to_string(), |p| {
             format!("{:.0}%", 100.0 * gflops / p.gflops)

@@ -8,8 +8,8 @@
 //! grit-bench --model mlp|cnn [--epochs N] [--batch-size B] [--hidden H] [--seed S] [--data DIR]
 //! ```
 //!
-//! Matrix products use `MATMUL_NUM_THREADS` threads (1 to 4), or one per physical core when
-//! it is unset, and the JSON line records the variable's value.
+//! grit computes on rayon's global pool: `RAYON_NUM_THREADS` threads, or one per CPU when it
+//! is unset. The JSON line records the pool's thread count.
 
 use std::cell::RefCell;
 use std::path::PathBuf;
@@ -248,7 +248,7 @@ fn run(settings: &Settings) -> Result<serde_json::Value, Box<dyn std::error::Err
         "epochs": settings.epochs,
         "seed": settings.seed,
         "params": model.count_params(),
-        "matmul_num_threads": std::env::var("MATMUL_NUM_THREADS").ok(),
+        "threads": grit::tensor::parallel::num_threads(),
         "load_seconds": load_seconds,
         "fit_seconds": fit_seconds,
         "evaluate_seconds": evaluate_seconds,

@@ -3,8 +3,10 @@
 //! A [`Tensor`] is an `ndarray` array of `f32` with a dynamic number of axes; the first axis is
 //! always the batch. This crate holds the numerical building blocks that layers share:
 //!
-//! - [`ops`]: matrix products through ndarray's GEMM (threaded across cores), bias broadcast,
+//! - [`ops`]: matrix products through ndarray's GEMM (split across threads), bias broadcast,
 //!   reductions;
+//! - [`parallel`]: the thread pool grit computes on, and how results stay the same on any
+//!   number of threads;
 //! - [`Activation`]: element-wise activations with their derivatives, and a numerically stable
 //!   [`softmax`] and [`log_softmax`];
 //! - [`Initializer`]: Keras's weight initializers;
@@ -17,6 +19,7 @@
 pub mod activation;
 pub mod init;
 pub mod ops;
+pub mod parallel;
 pub mod rng;
 pub mod samples;
 pub mod softmax;
@@ -24,6 +27,7 @@ pub mod softmax;
 pub use activation::Activation;
 pub use init::Initializer;
 pub use ndarray;
+pub use rayon;
 pub use rng::{Rng, RngState};
 pub use samples::{Samples, ScaledU8};
 pub use softmax::{log_softmax, softmax};

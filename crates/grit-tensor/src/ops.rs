@@ -1,16 +1,32 @@
 //! Matrix products, bias broadcast and reductions.
 //!
 //! Every matrix product goes through [`ndarray::linalg::general_mat_mul`], which calls the
-//! `matrixmultiply` GEMM kernels. With the `matrixmultiply-threading` feature, which this
-//! workspace enables, a product large enough to pay for it is split across threads by blocks
-//! of the output, so each output element is still summed by one thread in one order and the
-//! result does not depend on the thread count.
+//! `matrixmultiply` GEMM kernels (its AVX-512 kernel where the CPU has one). [`gemm`] splits
+//! a large product into one block of output rows (or columns) per thread of rayon's current
+//! pool. Each output element is still summed by one thread over the same blocks of `k` in
+//! the same order, so the result does not depend on the number of threads.
 
+use ndarray::parallel::prelude::*;
 use ndarray::{
     Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut2, Axis, linalg::general_mat_mul,
 };
 
+/// Products of fewer multiply-adds than this run on the calling thread: below it, waking a
+/// second thread costs about as much as the half of the work it would take.
+const PARALLEL_MIN_MULTIPLY_ADDS: usize = 1 << 19;
+
+/// The blocks a split product is cut into are a multiple of this many rows or columns, the
+/// tile size of the AVX-512 kernel, so no block ends in a partial tile that another block
+/// could have filled.
+const SPLIT_ALIGN: usize = 16;
+
 /// Computes `c = alpha · a · b + beta · c` in place.
+///
+/// The product runs on the threads of rayon's current pool (all CPUs unless
+/// `RAYON_NUM_THREADS` or [`rayon::ThreadPool::install`] says otherwise) when it is large
+/// enough to gain from them. Each thread computes a block of rows of `c` (or of columns when
+/// `c` is wider than it is tall), and every element gets the same sums in the same order as
+/// on one thread, so the result is identical for any number of threads.
 ///
 /// # Panics
 /// Panics when the shapes do not agree: `a` is m × k, `b` is k × n and `c` is m × n.
@@ -29,7 +45,57 @@ pub fn gemm(
         b.shape(),
         c.shape()
     );
+    let (m, k) = a.dim();
+    let n = b.ncols();
+    let threads = rayon::current_num_threads();
+    let work = m.saturating_mul(k).saturating_mul(n);
+    if threads < 2 || work < PARALLEL_MIN_MULTIPLY_ADDS || m.max(n) <= SPLIT_ALIGN {
+        general_mat_mul(alpha, a, b, beta, c);
+        return;
+    }
+    if m >= n {
+        let rows = block_len(m, threads);
+        c.axis_chunks_iter_mut(Axis(0), rows)
+            .into_par_iter()
+            .zip(a.axis_chunks_iter(Axis(0), rows))
+            .for_each(|(mut c, a)| general_mat_mul(alpha, &a, b, beta, &mut c));
+    } else {
+        let cols = block_len(n, threads);
+        c.axis_chunks_iter_mut(Axis(1), cols)
+            .into_par_iter()
+            .zip(b.axis_chunks_iter(Axis(1), cols))
+            .for_each(|(mut c, b)| general_mat_mul(alpha, a, &b, beta, &mut c));
+    }
+}
+
+/// Computes `c = alpha · a · b + beta · c` on the calling thread only.
+///
+/// For work that is already split among threads, such as a convolution that hands each
+/// thread its own block of images.
+///
+/// # Panics
+/// Panics when the shapes do not agree: `a` is m × k, `b` is k × n and `c` is m × n.
+#[track_caller]
+pub fn gemm_on_this_thread(
+    alpha: f32,
+    a: &ArrayView2<f32>,
+    b: &ArrayView2<f32>,
+    beta: f32,
+    c: &mut ArrayViewMut2<f32>,
+) {
+    assert!(
+        a.ncols() == b.nrows() && c.nrows() == a.nrows() && c.ncols() == b.ncols(),
+        "gemm: shapes do not agree: a {:?} · b {:?} into c {:?}",
+        a.shape(),
+        b.shape(),
+        c.shape()
+    );
     general_mat_mul(alpha, a, b, beta, c);
+}
+
+/// Returns the length of the blocks that split `len` rows or columns among `threads`.
+fn block_len(len: usize, threads: usize) -> usize {
+    len.div_ceil(threads).next_multiple_of(SPLIT_ALIGN)
 }
 
 /// Returns the product `a · b` as a new matrix.
@@ -118,5 +184,68 @@ mod tests {
     fn argmax_first_index_wins_ties() {
         let x = array![[0.1f32, 0.7, 0.2], [0.5, 0.5, 0.0]];
         assert_eq!(argmax_rows(&x.view()), vec![1, 0]);
+    }
+
+    /// Fills an m × n matrix with values whose products round differently in every order.
+    fn filled(m: usize, n: usize, seed: u32) -> Array2<f32> {
+        Array2::from_shape_fn((m, n), |(i, j)| {
+            let x = (i as u32 * 7919 + j as u32 * 104_729 + seed * 15_485_863) % 10_007;
+            x as f32 / 1000.0 - 5.0
+        })
+    }
+
+    fn gemm_on_threads(
+        threads: usize,
+        a: &ArrayView2<f32>,
+        b: &ArrayView2<f32>,
+        beta: f32,
+        c: &Array2<f32>,
+    ) -> Array2<f32> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        let mut c = c.clone();
+        pool.install(|| gemm(1.0, a, b, beta, &mut c.view_mut()));
+        c
+    }
+
+    #[test]
+    fn split_products_match_one_thread_bit_for_bit() {
+        // Tall (split by rows), wide (split by columns), odd sizes that end in partial
+        // tiles, and transposed operands as the layers pass them.
+        for &(m, k, n) in &[
+            (128, 784, 128),
+            (784, 128, 128),
+            (37, 300, 513),
+            (1000, 3, 29),
+        ] {
+            let a = filled(m, k, 1);
+            let b = filled(k, n, 2);
+            let c = filled(m, n, 3);
+            let at = a.t().to_owned();
+            let bt = b.t().to_owned();
+            for beta in [0.0, 1.0] {
+                let one = gemm_on_threads(1, &a.view(), &b.view(), beta, &c);
+                for threads in [2, 3] {
+                    let split = gemm_on_threads(threads, &a.view(), &b.view(), beta, &c);
+                    assert_eq!(one, split, "{m}x{k}x{n}, beta {beta}, {threads} threads");
+                    let transposed = gemm_on_threads(threads, &at.t(), &bt.t(), beta, &c);
+                    assert_eq!(one, transposed, "{m}x{k}x{n} transposed, {threads} threads");
+                }
+                // Against a plain f64 triple loop, so a wrong block bound cannot hide.
+                let mut max_error = 0.0f64;
+                for i in 0..m {
+                    for j in 0..n {
+                        let mut sum = beta as f64 * c[[i, j]] as f64;
+                        for p in 0..k {
+                            sum += a[[i, p]] as f64 * b[[p, j]] as f64;
+                        }
+                        max_error = max_error.max((sum - one[[i, j]] as f64).abs());
+                    }
+                }
+                assert!(max_error < 1e-2, "{m}x{k}x{n}: error {max_error}");
+            }
+        }
     }
 }

@@ -1,6 +1,8 @@
 //! Reuse of the per-batch buffers that layers keep between passes.
 
 use grit_tensor::Tensor;
+use grit_tensor::parallel::block_len;
+use grit_tensor::rayon::prelude::*;
 use ndarray::IxDyn;
 
 /// Gives `buffer` the shape `shape`, keeping its allocation when the capacity suffices.
@@ -21,7 +23,16 @@ pub(crate) fn reshape_buffer(buffer: &mut Tensor, shape: &[usize]) {
 /// Copies `source` into `buffer`, reusing the buffer's allocation.
 pub(crate) fn copy_into_buffer(buffer: &mut Tensor, source: &Tensor) {
     reshape_buffer(buffer, source.shape());
-    buffer.assign(source);
+    match (buffer.as_slice_mut(), source.as_slice()) {
+        (Some(target), Some(source)) => {
+            let part = block_len(target.len());
+            target
+                .par_chunks_mut(part)
+                .zip(source.par_chunks(part))
+                .for_each(|(target, source)| target.copy_from_slice(source));
+        }
+        _ => buffer.assign(source),
+    }
 }
 
 #[cfg(test)]

@@ -1,4 +1,6 @@
-use grit_tensor::ops::gemm;
+use grit_tensor::ops::gemm_on_this_thread;
+use grit_tensor::parallel::block_len;
+use grit_tensor::rayon::prelude::*;
 use grit_tensor::{Activation, Initializer, ParamMut, Rng, Tensor};
 use ndarray::{ArrayView2, ArrayViewMut2, IxDyn};
 use serde::{Deserialize, Serialize};
@@ -9,6 +11,17 @@ use super::label;
 use super::spatial::{AxisWindows, Padding};
 use crate::layer::check_tensor_size;
 use crate::{Layer, NnError, Result};
+
+/// The size of the patch rows one block of images aims at: small enough that they are
+/// still in a core's L2 cache when the GEMM reads them back.
+const BLOCK_BYTES: usize = 512 * 1024;
+
+/// The bias gradient adds this many rows in f32 before carrying the sum into f64.
+const BIAS_ROWS_PER_F64_CARRY: usize = 64;
+
+/// A batch is cut into at least this many blocks when it has that many images, so that the
+/// threads get even shares.
+const MIN_BLOCKS: usize = 8;
 
 /// A 2-D convolution over channels-last images:
 /// `output = activation(correlate(input, kernel) + bias)`.
@@ -26,9 +39,13 @@ use crate::{Layer, NnError, Result};
 /// Glorot-uniform kernel (fans `kh · kw · channels` and `kh · kw · filters`), zero bias.
 ///
 /// The forward pass copies every input patch into one row of a matrix (im2col) and
-/// multiplies that matrix by the kernel with one GEMM. The backward pass uses two GEMMs
-/// (kernel gradient and patch gradient) and adds the patch gradients back onto the image
-/// (col2im). The patch matrices are kept in the layer and reused across batches.
+/// multiplies that matrix by the kernel (GEMM). The backward pass uses two GEMMs (kernel
+/// gradient and patch gradient) and adds the patch gradients back onto the image (col2im).
+/// Both passes work on blocks of a few images, each block on one thread from copy to
+/// product while its patch rows are still in the core's cache. The blocks depend only on
+/// the batch and layer sizes, never on the number of threads, and the blocks' kernel
+/// gradients are added in block order, so results are the same on any number of threads.
+/// The patch matrices are kept in the layer and reused across batches.
 ///
 /// ```
 /// use grit_nn::{Conv2D, Layer, Padding};
@@ -55,6 +72,10 @@ pub struct Conv2D {
     columns: Vec<f32>,
     /// The gradient with respect to `columns`.
     grad_columns: Vec<f32>,
+    /// The kernel gradient of each block of images, added up in block order.
+    kernel_grad_blocks: Vec<f32>,
+    /// The bias gradient of each block of images, summed in f64.
+    bias_grad_blocks: Vec<f64>,
     /// The batch size of the last forward pass when it was a training pass. An inference
     /// pass overwrites `columns`, so it resets this to `None`.
     training_batch: Option<usize>,
@@ -150,6 +171,8 @@ impl Conv2D {
             geometry: Geometry::default(),
             columns: Vec::new(),
             grad_columns: Vec::new(),
+            kernel_grad_blocks: Vec::new(),
+            bias_grad_blocks: Vec::new(),
             training_batch: None,
             logits: Tensor::zeros(IxDyn(&[0])),
             output: Tensor::zeros(IxDyn(&[0])),
@@ -246,19 +269,22 @@ impl Conv2D {
         Tensor::from_shape_vec(IxDyn(&shape), data).expect("one bias row per output position")
     }
 
-    /// Applies the activation to the pre-activation `output` in place, keeping what the
-    /// backward pass needs when `training` is set.
-    fn apply_activation(&mut self, output: &mut Tensor, training: bool) {
+    /// Returns how many images one block holds for a batch of `batch` images.
+    fn images_per_block(&self, batch: usize) -> usize {
+        let bytes_per_image =
+            self.geometry.positions_per_image() * self.geometry.patch_len() * size_of::<f32>();
+        (BLOCK_BYTES / bytes_per_image.max(1)).clamp(1, batch.div_ceil(MIN_BLOCKS).max(1))
+    }
+
+    /// Keeps what the backward pass needs of the activation (ReLU was applied block by
+    /// block already) and applies the other activations to `output` in place.
+    fn finish_activation(&mut self, output: &mut Tensor, training: bool) {
         match self.config.activation {
             Activation::Linear => {}
             Activation::Relu => {
                 // ReLU's derivative depends only on whether the logit is positive, which the
                 // output shows too, so the backward pass reads the output and the logits are
                 // not kept.
-                let values = output.as_slice_mut().expect("a new array is contiguous");
-                for value in values.iter_mut() {
-                    *value = value.max(0.0);
-                }
                 if training {
                     copy_into_buffer(&mut self.output, output);
                 }
@@ -275,9 +301,10 @@ impl Conv2D {
         }
     }
 
-    /// Computes the parameter gradients and the input gradient from the gradient with
-    /// respect to the pre-activation output.
-    fn backward_logits(&mut self, grad_logits: &Tensor) -> Tensor {
+    /// Computes the parameter gradients and the input gradient from `grad`, the gradient
+    /// with respect to the pre-activation output, or with respect to the output when
+    /// `relu` is set (the ReLU mask is then applied block by block from the kept output).
+    fn backward_logits(&mut self, grad: &Tensor, relu: bool) -> Tensor {
         let name = label(&self.config.name, "Conv2D");
         let batch = self.training_batch.unwrap_or_else(|| {
             panic!("conv2d `{name}` backward: the last forward pass was not a training pass")
@@ -290,64 +317,179 @@ impl Conv2D {
             filters,
         ];
         assert_eq!(
-            grad_logits.shape(),
+            grad.shape(),
             expected,
             "conv2d `{name}` backward: gradient shape differs from the output's"
         );
-        let positions = batch * self.geometry.positions_per_image();
-        let patch_len = self.geometry.patch_len();
-        let grad = grad_logits.as_standard_layout();
-        let grad = grad
-            .view()
-            .into_shape_with_order((positions, filters))
-            .expect("a standard-layout gradient reshapes to (positions, filters)");
-        let columns = ArrayView2::from_shape((positions, patch_len), &self.columns)
-            .expect("the columns contain one patch per output position");
-        let mut kernel_grad = self
-            .kernel_grad
-            .view_mut()
-            .into_shape_with_order((patch_len, filters))
-            .expect("the kernel gradient is contiguous");
-        gemm(1.0, &columns.t(), &grad, 0.0, &mut kernel_grad);
+        let grad = grad.as_standard_layout();
+        let grad = grad.as_slice().expect("a standard-layout gradient");
+        let geometry = &self.geometry;
+        let positions = geometry.positions_per_image();
+        let patch_len = geometry.patch_len();
+        let kernel_len = patch_len * filters;
+        let per_block = self.images_per_block(batch);
+        let blocks = batch.div_ceil(per_block);
+        let block_rows = per_block * positions;
+        let use_bias = self.config.use_bias;
+        let input_gradient = self.input_gradient_needed;
 
-        if self.config.use_bias {
-            let grad_values = grad.as_slice().expect("a standard-layout gradient");
-            let mut sums = vec![0.0f64; filters];
-            for row in grad_values.chunks_exact(filters) {
-                for (sum, &g) in sums.iter_mut().zip(row) {
-                    *sum += g as f64;
-                }
-            }
-            let bias_grad = self.bias_grad.as_slice_mut().expect("a contiguous bias");
-            for (b, sum) in bias_grad.iter_mut().zip(sums) {
-                *b = sum as f32;
-            }
+        self.kernel_grad_blocks.resize(blocks * kernel_len, 0.0);
+        self.bias_grad_blocks.resize(blocks * filters, 0.0);
+        if relu {
+            reshape_buffer(&mut self.grad_logits, &expected);
         }
+        let mut grad_input = if input_gradient {
+            self.grad_columns.resize(batch * positions * patch_len, 0.0);
+            Tensor::zeros(IxDyn(&geometry.input_shape(batch)))
+        } else {
+            Tensor::zeros(IxDyn(&[0]))
+        };
 
-        if !self.input_gradient_needed {
-            return Tensor::zeros(IxDyn(&[0]));
+        // One entry per block: its slices of every buffer, so the blocks can go to threads.
+        let outputs = if relu {
+            self.output.as_slice().expect("a contiguous buffer")
+        } else {
+            &[]
+        };
+        let mut masked = self
+            .grad_logits
+            .as_slice_mut()
+            .expect("a contiguous buffer")
+            .chunks_mut(block_rows * filters);
+        let mut grad_columns = self.grad_columns.chunks_mut(block_rows * patch_len);
+        let mut grad_images = grad_input
+            .as_slice_mut()
+            .expect("a new array is contiguous")
+            .chunks_mut(per_block * geometry.image_len());
+        let mut work = Vec::with_capacity(blocks);
+        for ((((index, columns), grad), kernel_grad), bias_grad) in self
+            .columns
+            .chunks(block_rows * patch_len)
+            .take(blocks)
+            .enumerate()
+            .zip(grad.chunks(block_rows * filters))
+            .zip(self.kernel_grad_blocks.chunks_mut(kernel_len))
+            .zip(self.bias_grad_blocks.chunks_mut(filters))
+        {
+            let start = index * block_rows * filters;
+            let output = outputs.get(start..start + grad.len()).unwrap_or(&[]);
+            let input_parts = if input_gradient {
+                grad_columns.next().zip(grad_images.next())
+            } else {
+                None
+            };
+            work.push(BlockGrad {
+                columns,
+                grad,
+                output,
+                masked: if relu { masked.next() } else { None },
+                kernel_grad,
+                bias_grad,
+                input_parts,
+            });
         }
-        self.grad_columns.resize(positions * patch_len, 0.0);
         let kernel = self
             .kernel
             .view()
             .into_shape_with_order((patch_len, filters))
             .expect("the kernel is contiguous");
-        let mut grad_columns =
-            ArrayViewMut2::from_shape((positions, patch_len), &mut self.grad_columns)
-                .expect("the column gradient contains one patch per output position");
-        gemm(1.0, &grad, &kernel.t(), 0.0, &mut grad_columns);
+        work.into_par_iter().for_each(|block| {
+            let rows = block.grad.len() / filters;
+            let grad: &[f32] = match block.masked {
+                Some(masked) => {
+                    for ((m, &g), &o) in masked.iter_mut().zip(block.grad).zip(block.output) {
+                        *m = if o > 0.0 { g } else { 0.0 };
+                    }
+                    masked
+                }
+                None => block.grad,
+            };
+            let grad = ArrayView2::from_shape((rows, filters), grad)
+                .expect("a block holds whole output rows");
+            let columns = ArrayView2::from_shape((rows, patch_len), block.columns)
+                .expect("a block holds one patch per output position");
+            let mut kernel_grad =
+                ArrayViewMut2::from_shape((patch_len, filters), block.kernel_grad)
+                    .expect("one kernel gradient per block");
+            gemm_on_this_thread(1.0, &columns.t(), &grad, 0.0, &mut kernel_grad);
+            if use_bias {
+                // Rows are added in f32, which vectorises, and carried into f64 every
+                // `BIAS_ROWS_PER_F64_CARRY` rows, so long sums keep their precision.
+                block.bias_grad.fill(0.0);
+                let mut partial = vec![0.0f32; filters];
+                let values = grad.as_slice().expect("a block is contiguous");
+                for rows in values.chunks(filters * BIAS_ROWS_PER_F64_CARRY) {
+                    partial.fill(0.0);
+                    for row in rows.chunks_exact(filters) {
+                        for (sum, &g) in partial.iter_mut().zip(row) {
+                            *sum += g;
+                        }
+                    }
+                    for (sum, &p) in block.bias_grad.iter_mut().zip(&partial) {
+                        *sum += p as f64;
+                    }
+                }
+            }
+            if let Some((grad_columns, grad_images)) = block.input_parts {
+                let mut grad_columns_view =
+                    ArrayViewMut2::from_shape((rows, patch_len), &mut *grad_columns)
+                        .expect("a block holds one patch gradient per output position");
+                gemm_on_this_thread(1.0, &grad, &kernel.t(), 0.0, &mut grad_columns_view);
+                col2im(grad_columns, grad_images, geometry);
+            }
+        });
 
-        let mut grad_input = Tensor::zeros(IxDyn(&self.geometry.input_shape(batch)));
-        col2im(
-            &self.grad_columns,
+        // Add the blocks' gradients in block order, whatever thread computed them.
+        let partials = &self.kernel_grad_blocks;
+        let kernel_grad = self
+            .kernel_grad
+            .as_slice_mut()
+            .expect("a contiguous kernel");
+        let part = block_len(kernel_len);
+        kernel_grad
+            .par_chunks_mut(part)
+            .enumerate()
+            .for_each(|(index, out)| {
+                let range = index * part..index * part + out.len();
+                out.copy_from_slice(&partials[range.clone()]);
+                for block in partials.chunks_exact(kernel_len).skip(1) {
+                    for (o, &p) in out.iter_mut().zip(&block[range.clone()]) {
+                        *o += p;
+                    }
+                }
+            });
+        if use_bias {
+            let bias_grad = self.bias_grad.as_slice_mut().expect("a contiguous bias");
+            for (filter, b) in bias_grad.iter_mut().enumerate() {
+                let sum: f64 = self
+                    .bias_grad_blocks
+                    .chunks_exact(filters)
+                    .map(|block| block[filter])
+                    .sum();
+                *b = sum as f32;
+            }
+        }
+        if input_gradient {
             grad_input
-                .as_slice_mut()
-                .expect("a new array is contiguous"),
-            &self.geometry,
-        );
-        grad_input
+        } else {
+            Tensor::zeros(IxDyn(&[0]))
+        }
     }
+}
+
+/// One block of images in the backward pass: its slices of the layer's buffers.
+struct BlockGrad<'a> {
+    columns: &'a [f32],
+    /// The gradient with respect to the block's outputs (or logits).
+    grad: &'a [f32],
+    /// The block's kept outputs, read for the ReLU mask; empty otherwise.
+    output: &'a [f32],
+    /// Where the ReLU-masked gradient goes, when there is a ReLU.
+    masked: Option<&'a mut [f32]>,
+    kernel_grad: &'a mut [f32],
+    bias_grad: &'a mut [f64],
+    /// The block's patch gradients and input gradient, when the input gradient is needed.
+    input_parts: Option<(&'a mut [f32], &'a mut [f32])>,
 }
 
 /// Copies every input patch into one row of `columns`, writing zeros for padding.
@@ -374,11 +516,23 @@ fn im2col(input: &[f32], columns: &mut [f32], geometry: &Geometry) {
                     let source_start = (input_row * width + col_span.input_start) * channels;
                     let source = &image[source_start..source_start + (inside_end - inside_start)];
                     segment[..inside_start].fill(0.0);
-                    segment[inside_start..inside_end].copy_from_slice(source);
+                    copy_short(&mut segment[inside_start..inside_end], source);
                     segment[inside_end..].fill(0.0);
                 }
             }
         }
+    }
+}
+
+/// Copies `source` into `target`, with a plain loop for the few values of a kernel row over
+/// one channel, where a call to `memmove` would cost more than the copy.
+fn copy_short(target: &mut [f32], source: &[f32]) {
+    if target.len() <= 16 {
+        for (t, &s) in target.iter_mut().zip(source) {
+            *t = s;
+        }
+    } else {
+        target.copy_from_slice(source);
     }
 }
 
@@ -491,40 +645,55 @@ impl Layer for Conv2D {
         );
 
         let input = input.as_standard_layout();
-        let positions = batch * self.geometry.positions_per_image();
-        let patch_len = self.geometry.patch_len();
-        let filters = self.config.filters;
-        self.columns.resize(positions * patch_len, 0.0);
-        im2col(
-            input.as_slice().expect("a standard-layout input"),
-            &mut self.columns,
-            &self.geometry,
-        );
-
+        let input = input.as_slice().expect("a standard-layout input");
+        let per_block = self.images_per_block(batch);
         let mut output = self.output_with_bias(batch);
-        {
-            let columns = ArrayView2::from_shape((positions, patch_len), &self.columns)
-                .expect("the columns contain one patch per output position");
-            let kernel = self
-                .kernel
-                .view()
-                .into_shape_with_order((patch_len, filters))
-                .expect("the kernel is contiguous");
-            let mut z = output
-                .view_mut()
-                .into_shape_with_order((positions, filters))
-                .expect("a new array reshapes to (positions, filters)");
-            gemm(1.0, &columns, &kernel, 1.0, &mut z);
-        }
+        let geometry = &self.geometry;
+        let positions = geometry.positions_per_image();
+        let patch_len = geometry.patch_len();
+        let filters = self.config.filters;
+        let relu = self.config.activation == Activation::Relu;
+        self.columns.resize(batch * positions * patch_len, 0.0);
+        let kernel = self
+            .kernel
+            .view()
+            .into_shape_with_order((patch_len, filters))
+            .expect("the kernel is contiguous");
+        // Each block of images goes from im2col through the GEMM to the ReLU on one thread.
+        self.columns
+            .par_chunks_mut(per_block * positions * patch_len)
+            .zip(input.par_chunks(per_block * geometry.image_len()))
+            .zip(
+                output
+                    .as_slice_mut()
+                    .expect("a new array is contiguous")
+                    .par_chunks_mut(per_block * positions * filters),
+            )
+            .for_each(|((columns, images), out)| {
+                im2col(images, columns, geometry);
+                let rows = out.len() / filters;
+                let columns = ArrayView2::from_shape((rows, patch_len), &*columns)
+                    .expect("a block holds one patch per output position");
+                let mut z = ArrayViewMut2::from_shape((rows, filters), &mut *out)
+                    .expect("a block holds whole output rows");
+                gemm_on_this_thread(1.0, &columns, &kernel, 1.0, &mut z);
+                if relu {
+                    for value in out.iter_mut() {
+                        *value = value.max(0.0);
+                    }
+                }
+            });
         self.training_batch = training.then_some(batch);
-        self.apply_activation(&mut output, training);
+        self.finish_activation(&mut output, training);
         output
     }
 
     fn backward(&mut self, grad_output: &Tensor) -> Tensor {
         let activation = self.config.activation;
-        if activation == Activation::Linear {
-            return self.backward_logits(grad_output);
+        match activation {
+            Activation::Linear => return self.backward_logits(grad_output, false),
+            Activation::Relu => return self.backward_logits(grad_output, true),
+            _ => {}
         }
         assert_eq!(
             grad_output.shape(),
@@ -533,20 +702,9 @@ impl Layer for Conv2D {
             label(&self.config.name, "Conv2D")
         );
         let mut grad_logits = std::mem::take(&mut self.grad_logits);
-        if activation == Activation::Relu {
-            reshape_buffer(&mut grad_logits, grad_output.shape());
-            let grad_output = grad_output.as_standard_layout();
-            let grads = grad_output.as_slice().expect("a standard-layout gradient");
-            let outputs = self.output.as_slice().expect("a contiguous buffer");
-            let targets = grad_logits.as_slice_mut().expect("a contiguous buffer");
-            for ((target, &grad), &output) in targets.iter_mut().zip(grads).zip(outputs) {
-                *target = if output > 0.0 { grad } else { 0.0 };
-            }
-        } else {
-            copy_into_buffer(&mut grad_logits, grad_output);
-            activation.backward_in_place(&self.logits, &self.output, &mut grad_logits);
-        }
-        let grad_input = self.backward_logits(&grad_logits);
+        copy_into_buffer(&mut grad_logits, grad_output);
+        activation.backward_in_place(&self.logits, &self.output, &mut grad_logits);
+        let grad_input = self.backward_logits(&grad_logits, false);
         self.grad_logits = grad_logits;
         grad_input
     }
@@ -601,7 +759,7 @@ impl Layer for Conv2D {
     }
 
     fn backward_from_logits(&mut self, grad_logits: &Tensor) -> Tensor {
-        self.backward_logits(grad_logits)
+        self.backward_logits(grad_logits, false)
     }
 }
 

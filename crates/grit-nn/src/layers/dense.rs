@@ -1,9 +1,10 @@
 use grit_tensor::ops::{add_bias, gemm};
 use grit_tensor::{Activation, Initializer, ParamMut, Rng, Tensor};
-use ndarray::{Array2, Axis, Ix1, Ix2, IxDyn};
+use ndarray::{Array2, Axis, Ix1, Ix2, IxDyn, Zip};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::buffer::{copy_into_buffer, reshape_buffer};
 use crate::layer::check_tensor_size;
 use crate::{Layer, NnError, Result};
 
@@ -32,8 +33,15 @@ pub struct Dense {
     kernel_grad: Tensor,
     bias_grad: Tensor,
     input: Array2<f32>,
+    /// The pre-activation output of the last training pass (kept for activations other
+    /// than linear and ReLU).
     logits: Tensor,
+    /// The output of the last training pass (kept for non-linear activations).
     output: Tensor,
+    /// The gradient with respect to `logits`, reused across batches.
+    grad_logits: Tensor,
+    /// Whether the backward pass computes the input gradient (off for a model's first
+    /// trainable layer, where it would cost a GEMM for nothing).
     input_gradient_needed: bool,
 }
 
@@ -79,6 +87,7 @@ impl Dense {
             input: Array2::zeros((0, 0)),
             logits: Tensor::zeros(IxDyn(&[0, 0])),
             output: Tensor::zeros(IxDyn(&[0, 0])),
+            grad_logits: Tensor::zeros(IxDyn(&[0, 0])),
             input_gradient_needed: true,
         }
     }
@@ -138,8 +147,14 @@ impl Dense {
             .into_dimensionality::<Ix2>()
             .expect("2-D kernel");
         gemm(1.0, &self.input.t(), &grad, 0.0, &mut kernel_grad);
+        // The input is not needed again. Dropping it now lets the next batch reuse its memory
+        // instead of both being held at once.
+        self.input = Array2::zeros((0, 0));
         if self.config.use_bias {
             self.bias_grad.assign(&grad.sum_axis(Axis(0)).into_dyn());
+        }
+        if !self.input_gradient_needed {
+            return Tensor::zeros(IxDyn(&[0]));
         }
         let kernel = self
             .kernel
@@ -149,6 +164,61 @@ impl Dense {
         let mut grad_input = Array2::zeros((grad.nrows(), kernel.nrows()));
         gemm(1.0, &grad, &kernel.t(), 0.0, &mut grad_input.view_mut());
         grad_input.into_dyn()
+    }
+
+    /// Computes the output, keeping the logits and output when `training` is set (the
+    /// caller keeps the input).
+    fn compute_output(&mut self, input: &Tensor, training: bool) -> Tensor {
+        let x = input
+            .view()
+            .into_dimensionality::<Ix2>()
+            .unwrap_or_else(|_| {
+                panic!(
+                    "dense `{}`: input {:?} is not (batch, features)",
+                    self.config.name,
+                    input.shape()
+                )
+            });
+        let kernel = self
+            .kernel
+            .view()
+            .into_dimensionality::<Ix2>()
+            .expect("2-D kernel");
+        assert_eq!(
+            x.ncols(),
+            kernel.nrows(),
+            "dense `{}`: input has {} features, kernel expects {}",
+            self.config.name,
+            x.ncols(),
+            kernel.nrows()
+        );
+        let mut z = Array2::zeros((x.nrows(), kernel.ncols()));
+        gemm(1.0, &x, &kernel, 0.0, &mut z.view_mut());
+        if self.config.use_bias {
+            let bias = self
+                .bias
+                .view()
+                .into_dimensionality::<Ix1>()
+                .expect("1-D bias");
+            add_bias(&mut z.view_mut(), &bias);
+        }
+        let mut output = z.into_dyn();
+        let activation = self.config.activation;
+        match activation {
+            Activation::Linear => {}
+            // ReLU's derivative reads the output, so the logits are not kept.
+            Activation::Relu => output.mapv_inplace(|v| v.max(0.0)),
+            _ => {
+                if training {
+                    copy_into_buffer(&mut self.logits, &output);
+                }
+                activation.apply_in_place(&mut output);
+            }
+        }
+        if training && activation != Activation::Linear {
+            copy_into_buffer(&mut self.output, &output);
+        }
+        output
     }
 }
 
@@ -202,70 +272,54 @@ impl Layer for Dense {
     }
 
     fn forward(&mut self, input: &Tensor, training: bool, _rng: &mut Rng) -> Tensor {
-        let x = input
-            .view()
-            .into_dimensionality::<Ix2>()
-            .unwrap_or_else(|_| {
-                panic!(
-                    "dense `{}`: input {:?} is not (batch, features)",
-                    self.config.name,
-                    input.shape()
-                )
-            });
-        let kernel = self
-            .kernel
-            .view()
-            .into_dimensionality::<Ix2>()
-            .expect("2-D kernel");
-        assert_eq!(
-            x.ncols(),
-            kernel.nrows(),
-            "dense `{}`: input has {} features, kernel expects {}",
-            self.config.name,
-            x.ncols(),
-            kernel.nrows()
-        );
-        let mut z = Array2::zeros((x.nrows(), kernel.ncols()));
-        gemm(1.0, &x, &kernel, 0.0, &mut z.view_mut());
-        if self.config.use_bias {
-            let bias = self
-                .bias
-                .view()
-                .into_dimensionality::<Ix1>()
-                .expect("1-D bias");
-            add_bias(&mut z.view_mut(), &bias);
-        }
-        let z = z.into_dyn();
-        let activation = self.config.activation;
-        let output = if activation == Activation::Linear {
-            z.clone()
-        } else {
-            activation.apply(&z)
-        };
+        let output = self.compute_output(input, training);
         if training {
+            let x = input.view().into_dimensionality::<Ix2>().expect("checked");
             if self.input.shape() == x.shape() {
                 self.input.assign(&x);
             } else {
                 self.input = x.to_owned();
             }
-            self.logits = z;
-            self.output = output.clone();
+        }
+        output
+    }
+
+    fn forward_owned(&mut self, input: Tensor, training: bool, _rng: &mut Rng) -> Tensor {
+        let output = self.compute_output(&input, training);
+        if training {
+            // Kept as given: no copy.
+            self.input = input.into_dimensionality::<Ix2>().expect("checked");
         }
         output
     }
 
     fn backward(&mut self, grad_output: &Tensor) -> Tensor {
+        let activation = self.config.activation;
+        if activation == Activation::Linear {
+            return self.backward_logits(grad_output);
+        }
         assert_eq!(
             grad_output.shape(),
             self.output.shape(),
             "dense `{}` backward: gradient shape differs from the output's",
             self.config.name
         );
-        let grad_logits = self
-            .config
-            .activation
-            .backward(&self.logits, &self.output, grad_output);
-        self.backward_logits(&grad_logits)
+        let mut grad_logits = std::mem::take(&mut self.grad_logits);
+        if activation == Activation::Relu {
+            reshape_buffer(&mut grad_logits, grad_output.shape());
+            Zip::from(&mut grad_logits)
+                .and(grad_output)
+                .and(&self.output)
+                .for_each(|target, &grad, &output| {
+                    *target = if output > 0.0 { grad } else { 0.0 };
+                });
+        } else {
+            copy_into_buffer(&mut grad_logits, grad_output);
+            activation.backward_in_place(&self.logits, &self.output, &mut grad_logits);
+        }
+        let grad_input = self.backward_logits(&grad_logits);
+        self.grad_logits = grad_logits;
+        grad_input
     }
 
     fn set_input_gradient_needed(&mut self, needed: bool) {

@@ -35,6 +35,16 @@ impl Flatten {
     }
 }
 
+/// Returns `tensor` itself when it is in standard layout, which then reshapes without a
+/// copy, or a standard-layout copy of it.
+pub(crate) fn standard_layout(tensor: Tensor) -> Tensor {
+    if tensor.is_standard_layout() {
+        tensor
+    } else {
+        tensor.as_standard_layout().into_owned()
+    }
+}
+
 impl Layer for Flatten {
     fn class_name(&self) -> &'static str {
         "Flatten"
@@ -59,6 +69,14 @@ impl Layer for Flatten {
         input
             .as_standard_layout()
             .into_owned()
+            .into_shape_with_order(IxDyn(&[batch, size]))
+            .expect("flatten: a standard-layout array reshapes to (batch, size)")
+    }
+
+    fn forward_owned(&mut self, input: Tensor, _training: bool, _rng: &mut Rng) -> Tensor {
+        let batch = input.shape()[0];
+        let size: usize = input.shape()[1..].iter().product();
+        standard_layout(input)
             .into_shape_with_order(IxDyn(&[batch, size]))
             .expect("flatten: a standard-layout array reshapes to (batch, size)")
     }

@@ -1,3 +1,4 @@
+use grit_tensor::rayon::prelude::*;
 use grit_tensor::{Rng, Tensor};
 use ndarray::IxDyn;
 use serde_json::json;
@@ -94,7 +95,14 @@ impl MaxPooling2D {
 /// of the input pixel that won into `winners`. Pixels are counted across the batch
 /// (`(sample · height + row) · width + column`), so the winning input value is
 /// `winner · channels + channel`.
-fn max_pool(input: &[f32], output: &mut [f32], winners: &mut [u32], geometry: &PoolGeometry) {
+/// `first_image` is the index in the batch of the first image in `input`.
+fn max_pool(
+    input: &[f32],
+    output: &mut [f32],
+    winners: &mut [u32],
+    geometry: &PoolGeometry,
+    first_image: usize,
+) {
     let channels = geometry.channels;
     let width = geometry.cols.input;
     let pixels_per_image = geometry.rows.input * width;
@@ -102,7 +110,7 @@ fn max_pool(input: &[f32], output: &mut [f32], winners: &mut [u32], geometry: &P
         .chunks_exact_mut(channels)
         .zip(winners.chunks_exact_mut(channels));
     for (index, image) in input.chunks_exact(geometry.image_len()).enumerate() {
-        let image_offset = index * pixels_per_image;
+        let image_offset = (first_image + index) * pixels_per_image;
         for row_span in &geometry.rows.spans {
             for col_span in &geometry.cols.spans {
                 let (maxima, pixel_winners) = output_pixels
@@ -138,6 +146,12 @@ fn max_pool(input: &[f32], output: &mut [f32], winners: &mut [u32], geometry: &P
             }
         }
     }
+}
+
+/// Returns how many images one parallel block of a batch of `batch` images holds: the batch
+/// in about 16 blocks, a count that does not depend on the threads.
+fn images_per_block(batch: usize) -> usize {
+    batch.div_ceil(16).max(1)
 }
 
 impl Layer for MaxPooling2D {
@@ -178,12 +192,26 @@ impl Layer for MaxPooling2D {
         let input = input.as_standard_layout();
         let mut output = Tensor::zeros(IxDyn(&self.geometry.output_shape(batch)));
         self.winners.resize(output.len(), 0);
-        max_pool(
-            input.as_slice().expect("a standard-layout input"),
-            output.as_slice_mut().expect("a new array is contiguous"),
-            &mut self.winners,
-            &self.geometry,
-        );
+        // Blocks of whole images, one per task; each image is pooled the same way in any
+        // block, so the result does not depend on the threads.
+        let per_block = images_per_block(batch);
+        let geometry = &self.geometry;
+        let output_len = geometry.output_shape(1).iter().product::<usize>();
+        input
+            .as_slice()
+            .expect("a standard-layout input")
+            .par_chunks(per_block * geometry.image_len())
+            .zip(
+                output
+                    .as_slice_mut()
+                    .expect("a new array is contiguous")
+                    .par_chunks_mut(per_block * output_len),
+            )
+            .zip(self.winners.par_chunks_mut(per_block * output_len))
+            .enumerate()
+            .for_each(|(block, ((input, output), winners))| {
+                max_pool(input, output, winners, geometry, block * per_block);
+            });
         self.training_batch = training.then_some(batch);
         output
     }
@@ -205,14 +233,28 @@ impl Layer for MaxPooling2D {
             .as_slice_mut()
             .expect("a new array is contiguous");
         let grads = grad_output.as_slice().expect("a standard-layout gradient");
-        let output_pixels = grads
-            .chunks_exact(channels)
-            .zip(self.winners.chunks_exact(channels));
-        for (pixel_grads, pixel_winners) in output_pixels {
-            for (channel, (&grad, &winner)) in pixel_grads.iter().zip(pixel_winners).enumerate() {
-                grad_values[winner as usize * channels + channel] += grad;
-            }
-        }
+        let per_block = images_per_block(batch);
+        let pixels_per_image = self.geometry.rows.input * self.geometry.cols.input;
+        let output_len = self.geometry.output_shape(1).iter().product::<usize>();
+        // A window's winner lies in the window's own image, so each block of images takes
+        // its gradients from its own windows only.
+        grad_values
+            .par_chunks_mut(per_block * self.geometry.image_len())
+            .zip(grads.par_chunks(per_block * output_len))
+            .zip(self.winners.par_chunks(per_block * output_len))
+            .enumerate()
+            .for_each(|(block, ((grad_values, grads), winners))| {
+                let first_pixel = block * per_block * pixels_per_image;
+                let output_pixels = grads
+                    .chunks_exact(channels)
+                    .zip(winners.chunks_exact(channels));
+                for (pixel_grads, pixel_winners) in output_pixels {
+                    let lanes = pixel_grads.iter().zip(pixel_winners).enumerate();
+                    for (channel, (&grad, &winner)) in lanes {
+                        grad_values[(winner as usize - first_pixel) * channels + channel] += grad;
+                    }
+                }
+            });
         grad_input
     }
 

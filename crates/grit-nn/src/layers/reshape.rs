@@ -3,6 +3,7 @@ use ndarray::IxDyn;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::flatten::standard_layout;
 use super::label;
 use crate::{Layer, NnError, Result};
 
@@ -163,6 +164,18 @@ impl Layer for Reshape {
             self.input_shape
         );
         Reshape::reshape_samples(input, &self.output_shape)
+    }
+
+    fn forward_owned(&mut self, input: Tensor, training: bool, rng: &mut Rng) -> Tensor {
+        if input.ndim() == 0 || input.shape()[1..] != self.input_shape[..] {
+            // The shape check and its message are `forward`'s.
+            return self.forward(&input, training, rng);
+        }
+        let mut shape = vec![input.shape()[0]];
+        shape.extend_from_slice(&self.output_shape);
+        standard_layout(input)
+            .into_shape_with_order(IxDyn(&shape))
+            .expect("build checked that the sizes agree")
     }
 
     fn backward(&mut self, grad_output: &Tensor) -> Tensor {

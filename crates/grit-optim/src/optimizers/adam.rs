@@ -1,3 +1,6 @@
+use grit_tensor::parallel::{MIN_PARALLEL_VALUES, num_threads};
+use grit_tensor::rayon::prelude::*;
+use multiversion::multiversion;
 use ndarray::Zip;
 use serde_json::json;
 
@@ -150,16 +153,49 @@ impl Optimizer for Adam {
                         *v_max = v_max.max(*v);
                         *w -= alpha * *m / (v_max.sqrt() + epsilon);
                     });
-            } else {
-                Zip::from(&mut *p.value)
+                continue;
+            }
+            let rates = AdamRates {
+                beta_1,
+                beta_2,
+                alpha,
+                epsilon,
+            };
+            let update = |w: &mut [f32], m: &mut [f32], v: &mut [f32], g: &[f32]| {
+                adam_update(w, m, v, g, rates)
+            };
+            // Each value is updated on its own, so splitting a parameter into blocks for
+            // several threads changes nothing in the result. The blocks are the parameter
+            // cut in one part per thread, the way `ops::gemm` cuts the rows of the kernel
+            // gradient it computes, so each thread mostly updates values whose gradient is
+            // still in its own core's cache: fetching them from the other core's cache
+            // cost more than the update itself.
+            match (
+                p.value.as_slice_mut(),
+                m.as_slice_mut(),
+                v.as_slice_mut(),
+                p.grad.as_slice(),
+            ) {
+                (Some(w), Some(m), Some(v), Some(g)) => {
+                    let block = w.len().div_ceil(num_threads()).max(MIN_PARALLEL_VALUES);
+                    w.par_chunks_mut(block)
+                        .zip(m.par_chunks_mut(block))
+                        .zip(v.par_chunks_mut(block))
+                        .zip(g.par_chunks(block))
+                        .for_each(|(((w, m), v), g)| update(w, m, v, g));
+                }
+                _ => Zip::from(&mut *p.value)
                     .and(m)
                     .and(v)
                     .and(p.grad)
-                    .for_each(|w, m, v, &g| {
-                        *m += (g - *m) * (1.0 - beta_1);
-                        *v += (g * g - *v) * (1.0 - beta_2);
-                        *w -= alpha * *m / (v.sqrt() + epsilon);
-                    });
+                    .for_each(|w, m, v, g| {
+                        update(
+                            std::slice::from_mut(w),
+                            std::slice::from_mut(m),
+                            std::slice::from_mut(v),
+                            std::slice::from_ref(g),
+                        )
+                    }),
             }
         }
         self.iterations += 1;
@@ -201,6 +237,37 @@ impl Optimizer for Adam {
             *current = rate;
         }
         Ok(())
+    }
+}
+
+/// The step sizes of one Adam update.
+#[derive(Debug, Clone, Copy)]
+struct AdamRates {
+    beta_1: f32,
+    beta_2: f32,
+    /// The learning rate with both bias corrections folded in.
+    alpha: f32,
+    epsilon: f32,
+}
+
+/// Updates the moments `m` and `v` and the values `w` from the gradient `g`.
+///
+/// Compiled for AVX-512 and AVX2 as well, and chosen by the CPU at run time: the square root
+/// and the division dominate, and 16 lanes do them 4 times faster than SSE's 4. Every lane
+/// rounds as the scalar code does (no operation is fused), so the result is the same on any
+/// of them.
+#[multiversion(targets("x86_64+avx512f+avx512vl", "x86_64+avx2+fma"))]
+fn adam_update(w: &mut [f32], m: &mut [f32], v: &mut [f32], g: &[f32], rates: AdamRates) {
+    let AdamRates {
+        beta_1,
+        beta_2,
+        alpha,
+        epsilon,
+    } = rates;
+    for (((w, m), v), &g) in w.iter_mut().zip(m).zip(v).zip(g) {
+        *m += (g - *m) * (1.0 - beta_1);
+        *v += (g * g - *v) * (1.0 - beta_2);
+        *w -= alpha * *m / (v.sqrt() + epsilon);
     }
 }
 

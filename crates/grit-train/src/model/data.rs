@@ -106,19 +106,37 @@ fn check_metrics(model: &Sequential, y: &dyn Samples) -> Result<()> {
     Ok(())
 }
 
-/// Gathers the samples at `indices` into `buffer`, reusing its memory when the batch size is
-/// unchanged.
-pub(crate) fn gather_into(samples: &dyn Samples, indices: &[usize], buffer: &mut Tensor) {
+/// Makes `buffer` a standard-layout tensor for a batch of `batch` samples, reusing its
+/// memory when it already has that shape.
+///
+/// The loops call this on the calling thread before they move a step into the thread pool.
+/// Memory allocated there comes back to that thread's allocator arena when the model drops
+/// the batch, so the next batch reuses it, instead of each pool thread keeping a batch-sized
+/// block of its own.
+pub(crate) fn prepare_batch(samples: &dyn Samples, batch: usize, buffer: &mut Tensor) {
     let mut shape = Vec::with_capacity(samples.sample_shape().len() + 1);
-    shape.push(indices.len());
+    shape.push(batch);
     shape.extend_from_slice(samples.sample_shape());
     if buffer.shape() != shape.as_slice() || !buffer.is_standard_layout() {
         *buffer = Tensor::zeros(IxDyn(&shape));
     }
+}
+
+/// Gathers the samples at `indices` into `buffer`, reusing its memory when the batch size is
+/// unchanged.
+pub(crate) fn gather_into(samples: &dyn Samples, indices: &[usize], buffer: &mut Tensor) {
+    prepare_batch(samples, indices.len(), buffer);
     samples.gather(
         indices,
         buffer.as_slice_mut().expect("a new tensor is contiguous"),
     );
+}
+
+/// Takes the gathered batch out of `buffer` to hand it to the model, which keeps it as the
+/// first Dense layer's input or reshapes it in place, instead of copying it. The next
+/// [`gather_into`] allocates a new buffer.
+pub(crate) fn take_batch(buffer: &mut Tensor) -> Tensor {
+    std::mem::replace(buffer, Tensor::zeros(IxDyn(&[0])))
 }
 
 /// Gathers targets, reshaped to the model's output shape when the loss compares shapes, so

@@ -1,10 +1,14 @@
 //! Inference: `evaluate`, `predict`, and the test loop that validation shares.
 
+use grit_tensor::parallel::in_pool;
 use grit_tensor::{Samples, Tensor};
-use ndarray::{Axis, IxDyn};
+use ndarray::{ArrayViewMutD, Axis, IxDyn};
 
 use super::Sequential;
-use super::data::{check_counts, check_inputs, check_targets, gather_into, gather_targets};
+use super::data::{
+    check_counts, check_inputs, check_targets, gather_into, gather_targets, prepare_batch,
+    take_batch,
+};
 use super::fit::{CallbackList, LoopState};
 use crate::callbacks::{Logs, RunInfo};
 use crate::{Result, TrainError};
@@ -70,14 +74,35 @@ impl Sequential {
         let indices: Vec<usize> = (0..n).collect();
         let mut batch = Tensor::zeros(IxDyn(&[0]));
         for (step, chunk) in indices.chunks(batch_size).enumerate() {
-            gather_into(x, chunk, &mut batch);
-            let output = self.forward(&batch, false);
             let start = step * batch_size;
-            outputs
-                .slice_axis_mut(Axis(0), (start..start + chunk.len()).into())
-                .assign(&output);
+            let mut target = outputs.slice_axis_mut(Axis(0), (start..start + chunk.len()).into());
+            self.infer_into(x, chunk, &mut batch, &mut target);
         }
         Ok(outputs)
+    }
+
+    /// Writes the inference-mode outputs for the samples at `indices` into `outputs`.
+    ///
+    /// The samples go through the model [`INFERENCE_CHUNK`] at a time, whatever the batch
+    /// size, so a large evaluation batch does not hold all its inputs as f32 at once. In
+    /// inference mode each sample's output depends on that sample alone, computed by the same
+    /// operations in the same order in any batch, so the outputs are the batch's own.
+    fn infer_into(
+        &mut self,
+        x: &dyn Samples,
+        indices: &[usize],
+        buffer: &mut Tensor,
+        outputs: &mut ArrayViewMutD<'_, f32>,
+    ) {
+        for (part, chunk) in indices.chunks(INFERENCE_CHUNK).enumerate() {
+            let start = part * INFERENCE_CHUNK;
+            let mut target = outputs.slice_axis_mut(Axis(0), (start..start + chunk.len()).into());
+            prepare_batch(x, chunk.len(), buffer);
+            in_pool(|| {
+                gather_into(x, chunk, buffer);
+                target.assign(&self.forward(take_batch(buffer), false));
+            });
+        }
     }
 
     /// Runs the test hooks over the samples at `indices` and returns the logs without prefix.
@@ -107,13 +132,16 @@ impl Sequential {
             callbacks.dispatch(self, state, run, &mut Logs::new(), |cb, ctx, logs| {
                 cb.on_test_batch_begin(step, ctx, logs)
             })?;
-            gather_into(x, chunk, &mut x_batch);
+            let mut shape = vec![chunk.len()];
+            shape.extend_from_slice(self.output_shape().unwrap_or(&[]));
+            let mut output = Tensor::zeros(IxDyn(&shape));
+            self.infer_into(x, chunk, &mut x_batch, &mut output.view_mut());
             gather_targets(self, y, chunk, &mut y_batch);
-            let output = self.forward(&x_batch, false);
-            loss_sum += loss.value(&output, &y_batch) as f64 * chunk.len() as f64;
             for ((_, metric), sum) in metrics.iter().zip(sums.iter_mut()) {
                 *sum += metric.batch_sum(&output, &y_batch);
             }
+            let batch_loss = loss.value(&output, &y_batch);
+            loss_sum += batch_loss as f64 * chunk.len() as f64;
             count += chunk.len();
             logs = running_logs(loss_sum, &metrics, &sums, count);
             let mut batch_logs = logs.clone();
@@ -128,6 +156,9 @@ impl Sequential {
         Ok(logs)
     }
 }
+
+/// The most samples inference passes through the model at once (see `infer_into`).
+const INFERENCE_CHUNK: usize = 128;
 
 /// Builds `{loss, metrics...}` as means over `count` samples.
 pub(crate) fn running_logs(

@@ -1,13 +1,18 @@
 //! The training loop.
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 
 use grit_nn::{Direction, Layer};
+use grit_tensor::parallel::in_pool;
 use grit_tensor::{ParamMut, Samples, Tensor};
 use ndarray::IxDyn;
 
 use super::Sequential;
-use super::data::{check_counts, check_inputs, check_targets, gather_into, gather_targets};
+use super::data::{
+    check_counts, check_inputs, check_targets, gather_into, gather_targets, prepare_batch,
+    take_batch,
+};
 use super::evaluate::{check_batch_size, running_logs};
 use crate::callbacks::{
     BackupRequests, Callback, Console, Context, History, Logs, ProgressLogger, RunInfo,
@@ -339,7 +344,7 @@ impl Sequential {
         self.train_loop(
             x,
             y,
-            &train_indices,
+            train_indices.clone(),
             validation,
             options,
             &run,
@@ -355,7 +360,7 @@ impl Sequential {
         x: &'v dyn Samples,
         y: &'v dyn Samples,
         options: &FitOptions<'v>,
-    ) -> Result<(Vec<usize>, Option<Validation<'v>>)> {
+    ) -> Result<(Range<usize>, Option<Validation<'v>>)> {
         let n = x.num_samples();
         if let Some((vx, vy)) = options.validation_data {
             check_inputs(self, vx, "validation inputs")?;
@@ -363,7 +368,7 @@ impl Sequential {
             check_targets(self, vy, "validation targets")?;
             let indices = (0..vx.num_samples()).collect();
             return Ok((
-                (0..n).collect(),
+                0..n,
                 Some(Validation {
                     x: vx,
                     y: vy,
@@ -372,7 +377,7 @@ impl Sequential {
             ));
         }
         if options.validation_split == 0.0 {
-            return Ok(((0..n).collect(), None));
+            return Ok((0..n, None));
         }
         let split_at = (n as f64 * (1.0 - options.validation_split as f64)).floor() as usize;
         if split_at == 0 || split_at == n {
@@ -386,7 +391,7 @@ impl Sequential {
             });
         }
         Ok((
-            (0..split_at).collect(),
+            0..split_at,
             Some(Validation {
                 x,
                 y,
@@ -438,7 +443,7 @@ impl Sequential {
         &mut self,
         x: &dyn Samples,
         y: &dyn Samples,
-        train_indices: &[usize],
+        train_indices: Range<usize>,
         validation: Option<Validation<'_>>,
         options: &FitOptions<'_>,
         run: &RunInfo,
@@ -457,7 +462,7 @@ impl Sequential {
             .unwrap_or(options.initial_epoch);
         let metrics = self.resolved_metrics(y.sample_size());
         let mut last_logs = Logs::new();
-        let mut order = train_indices.to_vec();
+        let mut order: Vec<usize> = train_indices.clone().collect();
         let mut x_batch = Tensor::zeros(IxDyn(&[0]));
         let mut y_batch = Tensor::zeros(IxDyn(&[0]));
         for epoch in first_epoch..options.epochs {
@@ -466,7 +471,9 @@ impl Sequential {
             list.dispatch(self, state, run, &mut Logs::new(), |cb, ctx, logs| {
                 cb.on_epoch_begin(epoch, ctx, logs)
             })?;
-            order.copy_from_slice(train_indices);
+            for (slot, index) in order.iter_mut().zip(train_indices.clone()) {
+                *slot = index;
+            }
             if options.shuffle {
                 self.rng.shuffle(&mut order);
             }
@@ -478,13 +485,18 @@ impl Sequential {
                 list.dispatch(self, state, run, &mut Logs::new(), |cb, ctx, logs| {
                     cb.on_train_batch_begin(step, ctx, logs)
                 })?;
-                gather_into(x, chunk, &mut x_batch);
-                gather_targets(self, y, chunk, &mut y_batch);
-                let (loss, output) = self.train_step(&x_batch, &y_batch);
+                prepare_batch(x, chunk.len(), &mut x_batch);
+                // The whole step runs on a pool thread; see `grit_tensor::parallel::in_pool`.
+                let loss = in_pool(|| {
+                    gather_into(x, chunk, &mut x_batch);
+                    gather_targets(self, y, chunk, &mut y_batch);
+                    let (loss, output) = self.train_step(take_batch(&mut x_batch), &y_batch);
+                    for ((_, metric), sum) in metrics.iter().zip(sums.iter_mut()) {
+                        *sum += metric.batch_sum(&output, &y_batch);
+                    }
+                    loss
+                });
                 loss_sum += loss as f64 * chunk.len() as f64;
-                for ((_, metric), sum) in metrics.iter().zip(sums.iter_mut()) {
-                    *sum += metric.batch_sum(&output, &y_batch);
-                }
                 count += chunk.len();
                 epoch_logs = running_logs(loss_sum, &metrics, &sums, count);
                 let mut batch_logs = epoch_logs.clone();
@@ -530,7 +542,7 @@ impl Sequential {
     }
 
     /// Runs one training step and returns the batch loss (before the update) and the output.
-    fn train_step(&mut self, x: &Tensor, y: &Tensor) -> (f32, Tensor) {
+    fn train_step(&mut self, x: Tensor, y: &Tensor) -> (f32, Tensor) {
         let output = self.forward(x, true);
         let compiled = self
             .compiled

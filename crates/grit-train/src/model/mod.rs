@@ -428,15 +428,12 @@ impl Sequential {
             .collect()
     }
 
-    /// Runs every layer forward.
-    pub(crate) fn forward(&mut self, input: &Tensor, training: bool) -> Tensor {
-        let (first, rest) = self
-            .layers
-            .split_first_mut()
-            .expect("a built model has layers");
-        let mut x = first.forward(input, training, &mut self.rng);
-        for layer in rest {
-            x = layer.forward(&x, training, &mut self.rng);
+    /// Runs every layer forward on an input the model may keep or reshape in place (see
+    /// [`Layer::forward_owned`]).
+    pub(crate) fn forward(&mut self, input: Tensor, training: bool) -> Tensor {
+        let mut x = input;
+        for layer in &mut self.layers {
+            x = layer.forward_owned(x, training, &mut self.rng);
         }
         x
     }
