@@ -186,3 +186,43 @@ fn evaluate_and_predict_agree_with_fit_logs() {
         .unwrap();
     assert!((history.values("loss")[0] - expected).abs() < 1e-5);
 }
+
+/// Inference runs the model on at most 128 samples at a time whatever the batch size, so
+/// predictions and evaluation must not depend on the batch size: each sample's output is
+/// computed by the same operations in any batch.
+#[test]
+fn inference_independent_of_batch_size() {
+    let x = Array2::from_shape_fn((300, 20), |(i, j)| ((i * 13 + j * 7) % 23) as f32 / 23.0);
+    let y = Array1::from_shape_fn(300, |i| (i % 3) as f32);
+    let mut model = Sequential::new([20])
+        .seed(3)
+        .add(Dense::new(64).activation(Activation::Relu))
+        .add(Dense::new(3).activation(Activation::Softmax));
+    model
+        .compile(
+            Adam::new(1e-2),
+            Loss::SPARSE_CATEGORICAL_CROSSENTROPY,
+            [Metric::Accuracy],
+        )
+        .unwrap();
+    model
+        .fit(&x, &y, &FitOptions::new().epochs(2).verbose(0), &mut [])
+        .unwrap();
+    let one_at_a_time = model.predict(&x, 1).unwrap();
+    let whole = model.predict(&x, 300).unwrap();
+    assert_eq!(one_at_a_time, whole);
+    assert_eq!(model.predict(&x, 129).unwrap(), whole);
+
+    // The loss over one batch of 300 is the mean of the per-sample losses.
+    let logs = model.evaluate(&x, &y, 300).unwrap();
+    let mut total = 0.0f64;
+    for (row, &label) in whole.rows().into_iter().zip(y.iter()) {
+        total -= (row[label as usize] as f64).ln();
+    }
+    let expected = total / 300.0;
+    assert!(
+        (logs["loss"] - expected).abs() < 1e-5,
+        "loss {} against {expected}",
+        logs["loss"]
+    );
+}

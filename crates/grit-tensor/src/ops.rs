@@ -211,7 +211,7 @@ mod tests {
     }
 
     #[test]
-    fn split_products_match_one_thread_bit_for_bit() {
+    fn split_products_match_one_thread() {
         // Tall (split by rows), wide (split by columns), odd sizes that end in partial
         // tiles, and transposed operands as the layers pass them.
         for &(m, k, n) in &[

@@ -5,10 +5,10 @@
 //! with [`rayon::ThreadPool::install`]. Matrix products split their output among the pool's
 //! threads, and batches are gathered and parameters updated in parallel blocks. Every split
 //! is arranged so that each value is computed by the same operations in the same order for
-//! any number of threads: a fixed seed gives the same bits on 1, 2 or 16 threads.
+//! any number of threads, so a fixed seed gives the same bits whatever the thread count.
 //!
 //! ```
-//! // Train on one thread, whatever the machine has.
+//! // A pool of one thread: work that grit runs inside `install` stays on it.
 //! let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
 //! let threads = pool.install(grit_tensor::parallel::num_threads);
 //! assert_eq!(threads, 1);
@@ -16,8 +16,8 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// Slices shorter than this many values are processed on one thread: below it, handing
-/// part of the work to another thread costs more than it saves.
+/// Slices shorter than this many values are processed on one thread, because handing part
+/// of a shorter slice to another thread costs more than it saves.
 pub const MIN_PARALLEL_VALUES: usize = 1 << 15;
 
 /// Returns the number of threads in the current pool.
@@ -28,15 +28,15 @@ pub fn num_threads() -> usize {
 /// Runs `work` on a thread of the current pool, with the pool's other threads kept awake
 /// for it, and returns its result.
 ///
-/// The training loop runs each whole step through this function. A thread outside the pool
-/// (a program's main thread) that starts parallel work has to hand it to the pool and sleep
-/// until it is done; and a pool thread that finds no work goes to sleep within tens of
-/// microseconds, after which waking it costs tens of microseconds more, about as long as the
-/// half of a small product it would take. So `work` runs on a pool thread, and every other
-/// thread of the pool runs a helper that keeps taking the pool's pending work (the halves of
-/// the step's products, the blocks of its element-wise passes) until `work` returns, instead
-/// of sleeping between them. The helpers spin while the step runs, as the worker threads of
-/// BLAS libraries and of XLA's CPU runtime do.
+/// The training loop runs each whole step through this function, for two reasons. A thread
+/// outside the pool (a program's main thread) that starts parallel work hands it to the pool
+/// and sleeps until it is done. And a pool thread that finds no work sleeps within tens of
+/// microseconds, and waking it again costs about as long as half of a small product.
+///
+/// So `work` runs on a pool thread, and every other thread of the pool runs a helper that
+/// takes the pool's pending jobs (the halves of the step's products, the blocks of its
+/// element-wise passes) until `work` returns. The helpers spin between jobs instead of
+/// sleeping, which keeps their cores busy for the length of the step.
 pub fn in_pool<R: Send>(work: impl FnOnce() -> R + Send) -> R {
     // Outside any pool this is the global pool's size, the pool `rayon::scope` then uses.
     let threads = rayon::current_num_threads();
@@ -57,8 +57,8 @@ pub fn in_pool<R: Send>(work: impl FnOnce() -> R + Send) -> R {
 fn help_until(done: &AtomicBool) {
     while !done.load(Ordering::Acquire) {
         if rayon::yield_now() != Some(rayon::Yield::Executed) {
-            // Between looks, pause: a looking thread writes to shared cache lines and
-            // slows the thread doing the work.
+            // Pause between looks, because each look touches cache lines that the working
+            // thread uses too.
             for _ in 0..64 {
                 std::hint::spin_loop();
             }
@@ -66,15 +66,15 @@ fn help_until(done: &AtomicBool) {
     }
 }
 
-/// Returns how many values each block of a slice of `len` values should hold so that the
-/// blocks can go to different threads: the whole slice when it is short, otherwise a size
-/// that depends only on `len`, so the blocks are the same for any number of threads.
+/// Returns the number of values in each block when a slice of `len` values is split among
+/// threads. A short slice stays one block. A longer one is cut into blocks whose size
+/// depends only on `len`, so the blocks are the same for any number of threads.
 pub fn block_len(len: usize) -> usize {
     if len < 2 * MIN_PARALLEL_VALUES {
         len.max(1)
     } else {
-        // About 16 blocks: enough to balance 2 to 8 threads, few enough to keep each
-        // block's hand-off cheap against its work.
+        // About 16 blocks balance 2 to 8 threads, and each block's work still outweighs
+        // its hand-off.
         len.div_ceil(16).max(MIN_PARALLEL_VALUES)
     }
 }

@@ -260,4 +260,27 @@ mod tests {
         labels.gather(&[2, 1], &mut out);
         assert_eq!(out, vec![4.0, 1.0]);
     }
+
+    #[test]
+    fn scaled_bytes_gather_in_parallel_blocks() {
+        // 100 samples of 1000 bytes: 10^5 values, more than one parallel block.
+        let bytes =
+            ndarray::Array2::from_shape_fn((100, 1000), |(i, j)| ((i * 7 + j * 13) % 256) as u8);
+        let scaled = ScaledU8::new(bytes.clone().into_dyn(), 0.5);
+        let indices: Vec<usize> = (0..100).rev().collect();
+        let mut out = vec![0.0; 100 * 1000];
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        pool.install(|| scaled.gather(&indices, &mut out));
+        for (row, &index) in indices.iter().enumerate() {
+            for col in [0, 1, 499, 999] {
+                assert_eq!(out[row * 1000 + col], bytes[[index, col]] as f32 * 0.5);
+            }
+        }
+        let mut plain = vec![0.0; 100 * 1000];
+        bytes.mapv(|b| b as f32 * 0.5).gather(&indices, &mut plain);
+        assert_eq!(out, plain);
+    }
 }

@@ -435,4 +435,45 @@ mod tests {
         let error = Dense::new(0).build(&[4], &mut Rng::new(0)).unwrap_err();
         assert!(error.to_string().contains("units"), "{error}");
     }
+
+    fn batch(rows: usize, cols: usize) -> Tensor {
+        Tensor::from_shape_fn(IxDyn(&[rows, cols]), |i| {
+            ((i[0] * 5 + i[1] * 3) % 7) as f32 - 3.0
+        })
+    }
+
+    #[test]
+    fn owned_input_matches_borrowed_input() {
+        let mut borrowed = Dense::new(3).activation(Activation::Relu);
+        borrowed.build(&[4], &mut Rng::new(5)).unwrap();
+        let mut owned = borrowed.clone();
+        let x = batch(6, 4);
+        let grad = batch(6, 3);
+        let y_borrowed = borrowed.forward(&x, true, &mut Rng::new(0));
+        let y_owned = owned.forward_owned(x.clone(), true, &mut Rng::new(0));
+        assert_eq!(y_borrowed, y_owned);
+        assert_eq!(borrowed.backward(&grad), owned.backward(&grad));
+        assert_eq!(borrowed.kernel_grad, owned.kernel_grad);
+        assert_eq!(borrowed.bias_grad, owned.bias_grad);
+    }
+
+    #[test]
+    fn skipped_input_gradient_keeps_kernel_gradient() {
+        let mut full = Dense::new(3).activation(Activation::Tanh);
+        full.build(&[4], &mut Rng::new(9)).unwrap();
+        let mut first = full.clone();
+        first.set_input_gradient_needed(false);
+        let x = batch(5, 4);
+        let grad = batch(5, 3);
+        full.forward(&x, true, &mut Rng::new(0));
+        first.forward(&x, true, &mut Rng::new(0));
+        assert_eq!(full.backward(&grad).shape(), &[5, 4]);
+        assert_eq!(
+            first.backward(&grad).len(),
+            0,
+            "no input gradient is computed"
+        );
+        assert_eq!(full.kernel_grad, first.kernel_grad);
+        assert_eq!(full.bias_grad, first.bias_grad);
+    }
 }

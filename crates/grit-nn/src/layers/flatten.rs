@@ -124,4 +124,31 @@ mod tests {
         let back = layer.backward(&y);
         assert_eq!(back, x);
     }
+
+    #[test]
+    fn owned_input_reshapes_without_copy() {
+        let mut layer = Flatten::new();
+        layer.build(&[3, 2], &mut Rng::new(0)).unwrap();
+        let input =
+            Tensor::from_shape_fn(IxDyn(&[4, 3, 2]), |i| (i[0] * 6 + i[1] * 2 + i[2]) as f32);
+        let expected = layer.forward(&input, true, &mut Rng::new(0));
+        let pointer = input.as_ptr();
+        let owned = layer.forward_owned(input.clone(), true, &mut Rng::new(0));
+        assert_eq!(owned, expected);
+        let kept = layer.forward_owned(input, true, &mut Rng::new(0));
+        assert_eq!(
+            kept.as_ptr(),
+            pointer,
+            "a standard-layout input is not copied"
+        );
+        // A permuted input is copied into standard layout first.
+        let permuted =
+            Tensor::from_shape_fn(IxDyn(&[4, 2, 3]), |i| (i[0] * 6 + i[2] * 2 + i[1]) as f32)
+                .permuted_axes(IxDyn(&[0, 2, 1]));
+        assert_eq!(
+            layer.forward_owned(permuted.clone(), true, &mut Rng::new(0)),
+            expected
+        );
+        assert_eq!(layer.forward(&permuted, true, &mut Rng::new(0)), expected);
+    }
 }
