@@ -16,6 +16,11 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use ndarray::IxDyn;
+use rayon::prelude::*;
+
+use crate::Tensor;
+
 /// Slices shorter than this many values are processed on one thread, because handing part
 /// of a shorter slice to another thread costs more than it saves.
 pub const MIN_PARALLEL_VALUES: usize = 1 << 15;
@@ -76,5 +81,61 @@ pub fn block_len(len: usize) -> usize {
         // About 16 blocks balance 2 to 8 threads, and each block's work still outweighs
         // its hand-off.
         len.div_ceil(16).max(MIN_PARALLEL_VALUES)
+    }
+}
+
+/// Returns a tensor of zeros of `shape`, written by the threads of the current pool.
+///
+/// [`Tensor::zeros`] clears its memory on one thread. For the outputs and gradients of a
+/// convolution (several megabytes a batch) that single pass is a noticeable part of a
+/// training step, and here every thread clears, and first touches, a part of it.
+pub fn zeros(shape: &[usize]) -> Tensor {
+    let len: usize = shape.iter().product();
+    if len < 2 * MIN_PARALLEL_VALUES {
+        return Tensor::zeros(IxDyn(shape));
+    }
+    let mut values = Vec::with_capacity(len);
+    values.par_extend(rayon::iter::repeat_n(0.0f32, len).with_min_len(block_len(len)));
+    Tensor::from_shape_vec(IxDyn(shape), values).expect("the length is the shape's product")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zeros_small_and_large() {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        for shape in [vec![3, 4], vec![128, 26, 26, 32]] {
+            let tensor = pool.install(|| zeros(&shape));
+            assert_eq!(tensor.shape(), shape.as_slice());
+            assert!(tensor.is_standard_layout());
+            assert!(tensor.iter().all(|&v| v == 0.0));
+        }
+    }
+
+    #[test]
+    fn block_len_depends_on_length_only() {
+        assert_eq!(block_len(0), 1);
+        assert_eq!(block_len(1000), 1000);
+        assert_eq!(block_len(2 * MIN_PARALLEL_VALUES), MIN_PARALLEL_VALUES);
+        assert_eq!(block_len(16 * 100_000), 100_000);
+    }
+
+    #[test]
+    fn in_pool_runs_on_a_pool_thread() {
+        for threads in [1, 2] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let index = pool.install(|| in_pool(rayon::current_thread_index));
+            assert!(index.is_some_and(|i| i < threads));
+        }
+        // From outside any pool, the work moves into the global pool.
+        assert!(in_pool(rayon::current_thread_index).is_some());
     }
 }

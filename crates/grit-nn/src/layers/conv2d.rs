@@ -1,5 +1,5 @@
 use grit_tensor::ops::gemm_on_this_thread;
-use grit_tensor::parallel::block_len;
+use grit_tensor::parallel::{self, block_len};
 use grit_tensor::rayon::prelude::*;
 use grit_tensor::{Activation, Initializer, ParamMut, Rng, Tensor};
 use ndarray::{ArrayView2, ArrayViewMut2, IxDyn};
@@ -82,8 +82,12 @@ pub struct Conv2D {
     /// The pre-activation output of the last training pass (kept for non-linear activations
     /// other than ReLU).
     logits: Tensor,
-    /// The output of the last training pass (kept for non-linear activations).
+    /// The output of the last training pass (kept for non-linear activations other than
+    /// ReLU).
     output: Tensor,
+    /// For ReLU, whether each output of the last training pass was positive: all that the
+    /// backward pass needs, in a quarter of the output's memory.
+    relu_mask: Vec<bool>,
     /// The gradient with respect to `logits`.
     grad_logits: Tensor,
     /// Whether the backward pass computes the input gradient (off for a model's first
@@ -176,6 +180,7 @@ impl Conv2D {
             training_batch: None,
             logits: Tensor::zeros(IxDyn(&[0])),
             output: Tensor::zeros(IxDyn(&[0])),
+            relu_mask: Vec::new(),
             grad_logits: Tensor::zeros(IxDyn(&[0])),
             input_gradient_needed: true,
         }
@@ -248,27 +253,6 @@ impl Conv2D {
         Ok(())
     }
 
-    /// Returns the output filled with the bias (or zeros), ready for the GEMM to add onto.
-    fn output_with_bias(&self, batch: usize) -> Tensor {
-        let filters = self.config.filters;
-        let shape = [
-            batch,
-            self.geometry.rows.output(),
-            self.geometry.cols.output(),
-            filters,
-        ];
-        if !self.config.use_bias {
-            return Tensor::zeros(IxDyn(&shape));
-        }
-        let bias = self.bias.as_slice().expect("the bias is contiguous");
-        let positions = batch * self.geometry.positions_per_image();
-        let mut data = Vec::with_capacity(positions * filters);
-        for _ in 0..positions {
-            data.extend_from_slice(bias);
-        }
-        Tensor::from_shape_vec(IxDyn(&shape), data).expect("one bias row per output position")
-    }
-
     /// Returns how many images one block holds for a batch of `batch` images.
     fn images_per_block(&self, batch: usize) -> usize {
         let bytes_per_image =
@@ -276,19 +260,13 @@ impl Conv2D {
         (BLOCK_BYTES / bytes_per_image.max(1)).clamp(1, batch.div_ceil(MIN_BLOCKS).max(1))
     }
 
-    /// Keeps what the backward pass needs of the activation (ReLU was applied block by
-    /// block already) and applies the other activations to `output` in place.
+    /// Applies the activations other than ReLU to `output` in place, keeping the logits
+    /// and outputs that their backward pass needs.
     fn finish_activation(&mut self, output: &mut Tensor, training: bool) {
         match self.config.activation {
             Activation::Linear => {}
-            Activation::Relu => {
-                // ReLU's derivative depends only on whether the logit is positive, which the
-                // output shows too, so the backward pass reads the output and the logits are
-                // not kept.
-                if training {
-                    copy_into_buffer(&mut self.output, output);
-                }
-            }
+            // ReLU was applied block by block, and its mask kept there.
+            Activation::Relu => {}
             activation => {
                 if training {
                     copy_into_buffer(&mut self.logits, output);
@@ -303,7 +281,7 @@ impl Conv2D {
 
     /// Computes the parameter gradients and the input gradient from `grad`, the gradient
     /// with respect to the pre-activation output, or with respect to the output when
-    /// `relu` is set (the ReLU mask is then applied block by block from the kept output).
+    /// `relu` is set (the ReLU mask kept by the forward pass is then applied block by block).
     fn backward_logits(&mut self, grad: &Tensor, relu: bool) -> Tensor {
         let name = label(&self.config.name, "Conv2D");
         let batch = self.training_batch.unwrap_or_else(|| {
@@ -340,17 +318,13 @@ impl Conv2D {
         }
         let mut grad_input = if input_gradient {
             self.grad_columns.resize(batch * positions * patch_len, 0.0);
-            Tensor::zeros(IxDyn(&geometry.input_shape(batch)))
+            parallel::zeros(&geometry.input_shape(batch))
         } else {
             Tensor::zeros(IxDyn(&[0]))
         };
 
         // One entry per block: its slices of every buffer, so the blocks can go to threads.
-        let outputs = if relu {
-            self.output.as_slice().expect("a contiguous buffer")
-        } else {
-            &[]
-        };
+        let masks: &[bool] = if relu { &self.relu_mask } else { &[] };
         let mut masked = self
             .grad_logits
             .as_slice_mut()
@@ -372,7 +346,7 @@ impl Conv2D {
             .zip(self.bias_grad_blocks.chunks_mut(filters))
         {
             let start = index * block_rows * filters;
-            let output = outputs.get(start..start + grad.len()).unwrap_or(&[]);
+            let mask = masks.get(start..start + grad.len()).unwrap_or(&[]);
             let input_parts = if input_gradient {
                 grad_columns.next().zip(grad_images.next())
             } else {
@@ -381,7 +355,7 @@ impl Conv2D {
             work.push(BlockGrad {
                 columns,
                 grad,
-                output,
+                mask,
                 masked: if relu { masked.next() } else { None },
                 kernel_grad,
                 bias_grad,
@@ -397,8 +371,8 @@ impl Conv2D {
             let rows = block.grad.len() / filters;
             let grad: &[f32] = match block.masked {
                 Some(masked) => {
-                    for ((m, &g), &o) in masked.iter_mut().zip(block.grad).zip(block.output) {
-                        *m = if o > 0.0 { g } else { 0.0 };
+                    for ((m, &g), &keep) in masked.iter_mut().zip(block.grad).zip(block.mask) {
+                        *m = if keep { g } else { 0.0 };
                     }
                     masked
                 }
@@ -482,8 +456,8 @@ struct BlockGrad<'a> {
     columns: &'a [f32],
     /// The gradient with respect to the block's outputs (or logits).
     grad: &'a [f32],
-    /// The block's kept outputs, read for the ReLU mask; empty otherwise.
-    output: &'a [f32],
+    /// The block's ReLU mask (whether each output was positive); empty without ReLU.
+    mask: &'a [bool],
     /// Where the ReLU-masked gradient goes, when there is a ReLU.
     masked: Option<&'a mut [f32]>,
     kernel_grad: &'a mut [f32],
@@ -647,19 +621,40 @@ impl Layer for Conv2D {
         let input = input.as_standard_layout();
         let input = input.as_slice().expect("a standard-layout input");
         let per_block = self.images_per_block(batch);
-        let mut output = self.output_with_bias(batch);
         let geometry = &self.geometry;
         let positions = geometry.positions_per_image();
         let patch_len = geometry.patch_len();
         let filters = self.config.filters;
+        let mut output = parallel::zeros(&[
+            batch,
+            geometry.rows.output(),
+            geometry.cols.output(),
+            filters,
+        ]);
         let relu = self.config.activation == Activation::Relu;
+        // The mask is only kept for a training pass with ReLU; otherwise its blocks are empty.
+        let mask_len = if relu && training { output.len() } else { 0 };
+        self.relu_mask.resize(mask_len, false);
+        let blocks = batch.div_ceil(per_block);
+        let masks: Vec<&mut [bool]> = if mask_len > 0 {
+            self.relu_mask
+                .chunks_mut(per_block * positions * filters)
+                .collect()
+        } else {
+            (0..blocks).map(|_| Default::default()).collect()
+        };
         self.columns.resize(batch * positions * patch_len, 0.0);
         let kernel = self
             .kernel
             .view()
             .into_shape_with_order((patch_len, filters))
             .expect("the kernel is contiguous");
-        // Each block of images goes from im2col through the GEMM to the ReLU on one thread.
+        let bias = self
+            .config
+            .use_bias
+            .then(|| self.bias.as_slice().expect("a contiguous bias"));
+        // Each block of images goes from im2col through the GEMM, the bias and the ReLU on
+        // one thread, while its rows are in that core's cache.
         self.columns
             .par_chunks_mut(per_block * positions * patch_len)
             .zip(input.par_chunks(per_block * geometry.image_len()))
@@ -669,17 +664,28 @@ impl Layer for Conv2D {
                     .expect("a new array is contiguous")
                     .par_chunks_mut(per_block * positions * filters),
             )
-            .for_each(|((columns, images), out)| {
+            .zip(masks)
+            .for_each(|(((columns, images), out), mask)| {
                 im2col(images, columns, geometry);
                 let rows = out.len() / filters;
                 let columns = ArrayView2::from_shape((rows, patch_len), &*columns)
                     .expect("a block holds one patch per output position");
                 let mut z = ArrayViewMut2::from_shape((rows, filters), &mut *out)
                     .expect("a block holds whole output rows");
-                gemm_on_this_thread(1.0, &columns, &kernel, 1.0, &mut z);
+                gemm_on_this_thread(1.0, &columns, &kernel, 0.0, &mut z);
+                if let Some(bias) = bias {
+                    for row in out.chunks_exact_mut(filters) {
+                        for (value, &b) in row.iter_mut().zip(bias) {
+                            *value += b;
+                        }
+                    }
+                }
                 if relu {
                     for value in out.iter_mut() {
                         *value = value.max(0.0);
+                    }
+                    for (keep, &value) in mask.iter_mut().zip(out.iter()) {
+                        *keep = value > 0.0;
                     }
                 }
             });

@@ -1,6 +1,6 @@
+use grit_tensor::parallel;
 use grit_tensor::rayon::prelude::*;
 use grit_tensor::{Rng, Tensor};
-use ndarray::IxDyn;
 use serde_json::json;
 
 use super::label;
@@ -190,7 +190,7 @@ impl Layer for MaxPooling2D {
             label(&self.config.name, "MaxPooling2D")
         );
         let input = input.as_standard_layout();
-        let mut output = Tensor::zeros(IxDyn(&self.geometry.output_shape(batch)));
+        let mut output = parallel::zeros(&self.geometry.output_shape(batch));
         self.winners.resize(output.len(), 0);
         // Blocks of whole images, one per task; each image is pooled the same way in any
         // block, so the result does not depend on the threads.
@@ -227,7 +227,7 @@ impl Layer for MaxPooling2D {
             "max_pooling2d `{name}` backward: gradient shape differs from the output's"
         );
         let grad_output = grad_output.as_standard_layout();
-        let mut grad_input = Tensor::zeros(IxDyn(&self.geometry.input_shape(batch)));
+        let mut grad_input = parallel::zeros(&self.geometry.input_shape(batch));
         let channels = self.geometry.channels;
         let grad_values = grad_input
             .as_slice_mut()
@@ -269,6 +269,7 @@ mod tests {
     use crate::NnError;
     use crate::gradcheck::check_layer;
     use crate::layer_from_config;
+    use ndarray::IxDyn;
 
     /// Returns a `(1, height, width, channels)` tensor of channel 0 equal to `values`
     /// (row-major) and channel 1 equal to their negatives.
