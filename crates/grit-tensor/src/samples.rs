@@ -207,7 +207,7 @@ impl Samples for ScaledU8 {
 
 /// Writes `byte · scale` for each of `bytes` into `out`.
 ///
-/// Compiled for AVX-512 and AVX2 as well, and chosen by the CPU at run time; the conversion
+/// Compiled for AVX-512 and AVX2 as well, and the CPU picks one at run time. The conversion
 /// and the product round the same way in every width.
 #[multiversion(targets("x86_64+avx512f+avx512bw", "x86_64+avx2"))]
 fn scale_bytes(out: &mut [f32], bytes: &[u8], scale: f32) {

@@ -135,9 +135,9 @@ mod tests {
         let pointer = input.as_ptr();
         let owned = layer.forward_owned(input.clone(), true, &mut Rng::new(0));
         assert_eq!(owned, expected);
-        let kept = layer.forward_owned(input, true, &mut Rng::new(0));
+        let reshaped = layer.forward_owned(input, true, &mut Rng::new(0));
         assert_eq!(
-            kept.as_ptr(),
+            reshaped.as_ptr(),
             pointer,
             "a standard-layout input is not copied"
         );

@@ -192,7 +192,7 @@ impl Layer for MaxPooling2D {
         let input = input.as_standard_layout();
         let mut output = parallel::zeros(&self.geometry.output_shape(batch));
         self.winners.resize(output.len(), 0);
-        // Blocks of whole images, one per task; each image is pooled the same way in any
+        // Blocks of whole images, one per task. Each image is pooled the same way in any
         // block, so the result does not depend on the threads.
         let per_block = images_per_block(batch);
         let geometry = &self.geometry;

@@ -165,11 +165,10 @@ impl Optimizer for Adam {
                 adam_update(w, m, v, g, rates)
             };
             // Each value is updated on its own, so splitting a parameter into blocks for
-            // several threads changes nothing in the result. The blocks are the parameter
-            // cut in one part per thread, the way `ops::gemm` cuts the rows of the kernel
-            // gradient it computes, so each thread mostly updates values whose gradient is
-            // still in its own core's cache: fetching them from the other core's cache
-            // cost more than the update itself.
+            // several threads changes nothing in the result. The parameter is cut into one
+            // part per thread, as `ops::gemm` cuts the rows of the kernel gradient. Each
+            // thread then mostly reads gradients that are still in its own core's cache,
+            // because fetching them from the other core cost more than the update itself.
             match (
                 p.value.as_slice_mut(),
                 m.as_slice_mut(),

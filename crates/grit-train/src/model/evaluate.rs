@@ -157,7 +157,8 @@ impl Sequential {
     }
 }
 
-/// The most samples inference passes through the model at once (see `infer_into`).
+/// The maximum number of samples that inference passes through the model at once (see
+/// `infer_into`).
 const INFERENCE_CHUNK: usize = 128;
 
 /// Builds `{loss, metrics...}` as means over `count` samples.
