@@ -38,13 +38,7 @@ pub fn gemm(
     beta: f32,
     c: &mut ArrayViewMut2<f32>,
 ) {
-    assert!(
-        a.ncols() == b.nrows() && c.nrows() == a.nrows() && c.ncols() == b.ncols(),
-        "gemm: shapes do not agree: a {:?} · b {:?} into c {:?}",
-        a.shape(),
-        b.shape(),
-        c.shape()
-    );
+    check_shapes(a, b, c);
     let (m, k) = a.dim();
     let n = b.ncols();
     let threads = rayon::current_num_threads();
@@ -83,6 +77,13 @@ pub fn gemm_on_this_thread(
     beta: f32,
     c: &mut ArrayViewMut2<f32>,
 ) {
+    check_shapes(a, b, c);
+    general_mat_mul(alpha, a, b, beta, c);
+}
+
+/// Panics unless `a` is m × k, `b` is k × n and `c` is m × n.
+#[track_caller]
+fn check_shapes(a: &ArrayView2<f32>, b: &ArrayView2<f32>, c: &ArrayViewMut2<f32>) {
     assert!(
         a.ncols() == b.nrows() && c.nrows() == a.nrows() && c.ncols() == b.ncols(),
         "gemm: shapes do not agree: a {:?} · b {:?} into c {:?}",
@@ -90,7 +91,6 @@ pub fn gemm_on_this_thread(
         b.shape(),
         c.shape()
     );
-    general_mat_mul(alpha, a, b, beta, c);
 }
 
 /// Returns the length of the blocks that split `len` rows or columns among `threads`.
