@@ -6,11 +6,23 @@ use ndarray::{ArrayView2, ArrayViewMut2, IxDyn};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use std::cell::RefCell;
+
 use super::buffer::{copy_into_buffer, reshape_buffer};
+use super::flatten::standard_layout;
 use super::label;
 use super::spatial::{AxisWindows, Padding};
 use crate::layer::check_tensor_size;
 use crate::{Layer, NnError, Result};
+
+thread_local! {
+    /// Each thread's patch matrix (im2col rows) for the block of images it works on, one
+    /// row per output position and one column per kernel entry (kernel row, kernel column,
+    /// input channel), which matches the kernel's row-major layout.
+    static PATCHES: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    /// Each thread's gradient with respect to `PATCHES`.
+    static PATCH_GRADS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
 
 /// The size of the patch rows one block of images aims at: small enough that they are
 /// still in a core's L2 cache when the GEMM reads them back.
@@ -66,18 +78,16 @@ pub struct Conv2D {
     kernel_grad: Tensor,
     bias_grad: Tensor,
     geometry: Geometry,
-    /// The im2col matrix of the last forward pass, row-major: one row per output position
-    /// (batch, output row, output column), one column per kernel entry (kernel row, kernel
-    /// column, input channel), which matches the kernel's row-major layout.
-    columns: Vec<f32>,
-    /// The gradient with respect to `columns`.
-    grad_columns: Vec<f32>,
+    /// The input of the last training pass. The backward pass copies each block's patches
+    /// from it again instead of keeping the patch matrix, which is kernel height × kernel
+    /// width times larger.
+    input: Tensor,
     /// The kernel gradient of each block of images, added up in block order.
     kernel_grad_blocks: Vec<f32>,
     /// The bias gradient of each block of images, summed in f64.
     bias_grad_blocks: Vec<f64>,
-    /// The batch size of the last forward pass when it was a training pass. An inference
-    /// pass overwrites `columns`, so it resets this to `None`.
+    /// The batch size of the last forward pass when it was a training pass, and `None`
+    /// after an inference pass.
     training_batch: Option<usize>,
     /// The pre-activation output of the last training pass (kept for non-linear activations
     /// other than ReLU).
@@ -173,8 +183,7 @@ impl Conv2D {
             kernel_grad: Tensor::zeros(IxDyn(&[0, 0, 0, 0])),
             bias_grad: Tensor::zeros(IxDyn(&[0])),
             geometry: Geometry::default(),
-            columns: Vec::new(),
-            grad_columns: Vec::new(),
+            input: Tensor::zeros(IxDyn(&[0])),
             kernel_grad_blocks: Vec::new(),
             bias_grad_blocks: Vec::new(),
             training_batch: None,
@@ -317,7 +326,6 @@ impl Conv2D {
             reshape_buffer(&mut self.grad_logits, &expected);
         }
         let mut grad_input = if input_gradient {
-            self.grad_columns.resize(batch * positions * patch_len, 0.0);
             parallel::zeros(&geometry.input_shape(batch))
         } else {
             Tensor::zeros(IxDyn(&[0]))
@@ -330,15 +338,17 @@ impl Conv2D {
             .as_slice_mut()
             .expect("a contiguous buffer")
             .chunks_mut(block_rows * filters);
-        let mut grad_columns = self.grad_columns.chunks_mut(block_rows * patch_len);
         let mut grad_images = grad_input
             .as_slice_mut()
             .expect("a new array is contiguous")
             .chunks_mut(per_block * geometry.image_len());
         let mut work = Vec::with_capacity(blocks);
-        for ((((index, columns), grad), kernel_grad), bias_grad) in self
-            .columns
-            .chunks(block_rows * patch_len)
+        let image_block = per_block * geometry.image_len();
+        for ((((index, images), grad), kernel_grad), bias_grad) in self
+            .input
+            .as_slice()
+            .expect("the kept input is contiguous")
+            .chunks(image_block)
             .take(blocks)
             .enumerate()
             .zip(grad.chunks(block_rows * filters))
@@ -347,19 +357,19 @@ impl Conv2D {
         {
             let start = index * block_rows * filters;
             let mask = masks.get(start..start + grad.len()).unwrap_or(&[]);
-            let input_parts = if input_gradient {
-                grad_columns.next().zip(grad_images.next())
+            let grad_images = if input_gradient {
+                grad_images.next()
             } else {
                 None
             };
             work.push(BlockGrad {
-                columns,
+                images,
                 grad,
                 mask,
                 masked: if relu { masked.next() } else { None },
                 kernel_grad,
                 bias_grad,
-                input_parts,
+                grad_images,
             });
         }
         let kernel = self
@@ -380,12 +390,16 @@ impl Conv2D {
             };
             let grad = ArrayView2::from_shape((rows, filters), grad)
                 .expect("a block holds whole output rows");
-            let columns = ArrayView2::from_shape((rows, patch_len), block.columns)
-                .expect("a block holds one patch per output position");
             let mut kernel_grad =
                 ArrayViewMut2::from_shape((patch_len, filters), block.kernel_grad)
                     .expect("one kernel gradient per block");
-            gemm_on_this_thread(1.0, &columns.t(), &grad, 0.0, &mut kernel_grad);
+            PATCHES.with_borrow_mut(|patches| {
+                patches.resize(rows * patch_len, 0.0);
+                im2col(block.images, patches, geometry);
+                let patches = ArrayView2::from_shape((rows, patch_len), &patches[..])
+                    .expect("a block holds one patch per output position");
+                gemm_on_this_thread(1.0, &patches.t(), &grad, 0.0, &mut kernel_grad);
+            });
             if use_bias {
                 // Rows are added in f32, which vectorises, and carried into f64 every
                 // `BIAS_ROWS_PER_F64_CARRY` rows, so long sums keep their precision.
@@ -404,12 +418,15 @@ impl Conv2D {
                     }
                 }
             }
-            if let Some((grad_columns, grad_images)) = block.input_parts {
-                let mut grad_columns_view =
-                    ArrayViewMut2::from_shape((rows, patch_len), &mut *grad_columns)
-                        .expect("a block holds one patch gradient per output position");
-                gemm_on_this_thread(1.0, &grad, &kernel.t(), 0.0, &mut grad_columns_view);
-                col2im(grad_columns, grad_images, geometry);
+            if let Some(grad_images) = block.grad_images {
+                PATCH_GRADS.with_borrow_mut(|patch_grads| {
+                    patch_grads.resize(rows * patch_len, 0.0);
+                    let mut view =
+                        ArrayViewMut2::from_shape((rows, patch_len), &mut patch_grads[..])
+                            .expect("a block holds one patch gradient per output position");
+                    gemm_on_this_thread(1.0, &grad, &kernel.t(), 0.0, &mut view);
+                    col2im(patch_grads, grad_images, geometry);
+                });
             }
         });
 
@@ -453,7 +470,8 @@ impl Conv2D {
 
 /// One block of images in the backward pass: its slices of the layer's buffers.
 struct BlockGrad<'a> {
-    columns: &'a [f32],
+    /// The block's images, as the forward pass saw them.
+    images: &'a [f32],
     /// The gradient with respect to the block's outputs (or logits).
     grad: &'a [f32],
     /// The block's ReLU mask (whether each output was positive); empty without ReLU.
@@ -462,8 +480,8 @@ struct BlockGrad<'a> {
     masked: Option<&'a mut [f32]>,
     kernel_grad: &'a mut [f32],
     bias_grad: &'a mut [f64],
-    /// The block's patch gradients and input gradient, when the input gradient is needed.
-    input_parts: Option<(&'a mut [f32], &'a mut [f32])>,
+    /// The block's part of the input gradient, when the input gradient is needed.
+    grad_images: Option<&'a mut [f32]>,
 }
 
 /// Copies every input patch into one row of `columns`, writing zeros for padding.
@@ -609,7 +627,12 @@ impl Layer for Conv2D {
         Ok(output_shape)
     }
 
-    fn forward(&mut self, input: &Tensor, training: bool, _rng: &mut Rng) -> Tensor {
+    fn forward(&mut self, input: &Tensor, training: bool, rng: &mut Rng) -> Tensor {
+        // A training pass keeps its input, so a borrowed one is copied.
+        self.forward_owned(input.clone(), training, rng)
+    }
+
+    fn forward_owned(&mut self, input: Tensor, training: bool, _rng: &mut Rng) -> Tensor {
         let batch = input.shape().first().copied().unwrap_or(0);
         assert_eq!(
             input.shape(),
@@ -618,8 +641,8 @@ impl Layer for Conv2D {
             label(&self.config.name, "Conv2D")
         );
 
-        let input = input.as_standard_layout();
-        let input = input.as_slice().expect("a standard-layout input");
+        let input = standard_layout(input);
+        let values = input.as_slice().expect("a standard-layout input");
         let per_block = self.images_per_block(batch);
         let geometry = &self.geometry;
         let positions = geometry.positions_per_image();
@@ -643,7 +666,6 @@ impl Layer for Conv2D {
         } else {
             (0..blocks).map(|_| Default::default()).collect()
         };
-        self.columns.resize(batch * positions * patch_len, 0.0);
         let kernel = self
             .kernel
             .view()
@@ -655,9 +677,8 @@ impl Layer for Conv2D {
             .then(|| self.bias.as_slice().expect("a contiguous bias"));
         // Each block of images goes from im2col through the GEMM, the bias and the ReLU on
         // one thread, while its rows are in that core's cache.
-        self.columns
-            .par_chunks_mut(per_block * positions * patch_len)
-            .zip(input.par_chunks(per_block * geometry.image_len()))
+        values
+            .par_chunks(per_block * geometry.image_len())
             .zip(
                 output
                     .as_slice_mut()
@@ -665,14 +686,17 @@ impl Layer for Conv2D {
                     .par_chunks_mut(per_block * positions * filters),
             )
             .zip(masks)
-            .for_each(|(((columns, images), out), mask)| {
-                im2col(images, columns, geometry);
+            .for_each(|((images, out), mask)| {
                 let rows = out.len() / filters;
-                let columns = ArrayView2::from_shape((rows, patch_len), &*columns)
-                    .expect("a block holds one patch per output position");
                 let mut z = ArrayViewMut2::from_shape((rows, filters), &mut *out)
                     .expect("a block holds whole output rows");
-                gemm_on_this_thread(1.0, &columns, &kernel, 0.0, &mut z);
+                PATCHES.with_borrow_mut(|patches| {
+                    patches.resize(rows * patch_len, 0.0);
+                    im2col(images, patches, geometry);
+                    let patches = ArrayView2::from_shape((rows, patch_len), &patches[..])
+                        .expect("a block holds one patch per output position");
+                    gemm_on_this_thread(1.0, &patches, &kernel, 0.0, &mut z);
+                });
                 if let Some(bias) = bias {
                     for row in out.chunks_exact_mut(filters) {
                         for (value, &b) in row.iter_mut().zip(bias) {
@@ -690,6 +714,11 @@ impl Layer for Conv2D {
                 }
             });
         self.training_batch = training.then_some(batch);
+        self.input = if training {
+            input
+        } else {
+            Tensor::zeros(IxDyn(&[0]))
+        };
         self.finish_activation(&mut output, training);
         output
     }
@@ -991,15 +1020,16 @@ mod tests {
     }
 
     #[test]
-    fn buffers_survive_a_smaller_batch() {
+    fn training_pass_keeps_input_without_copy() {
         let mut layer = Conv2D::new(4, (3, 3));
         let mut rng = Rng::new(0);
         layer.build(&[8, 8, 2], &mut rng).unwrap();
-        layer.forward(&random_tensor(&[5, 8, 8, 2], &mut rng), true, &mut rng);
-        let columns = layer.columns.as_ptr();
-        layer.forward(&random_tensor(&[2, 8, 8, 2], &mut rng), true, &mut rng);
-        layer.forward(&random_tensor(&[5, 8, 8, 2], &mut rng), true, &mut rng);
-        assert_eq!(layer.columns.as_ptr(), columns);
+        let input = random_tensor(&[5, 8, 8, 2], &mut rng);
+        let pointer = input.as_ptr();
+        layer.forward_owned(input, true, &mut rng);
+        assert_eq!(layer.input.as_ptr(), pointer);
+        layer.forward(&random_tensor(&[2, 8, 8, 2], &mut rng), false, &mut rng);
+        assert_eq!(layer.input.len(), 0, "an inference pass keeps no input");
     }
 
     #[test]
