@@ -57,7 +57,8 @@ const MIN_BLOCKS: usize = 8;
 /// product while its patch rows are still in the core's cache. The blocks depend only on
 /// the batch and layer sizes, never on the number of threads, and the blocks' kernel
 /// gradients are added in block order, so results are the same on any number of threads.
-/// The patch matrices are kept in the layer and reused across batches.
+/// A training pass keeps its input rather than the patch matrix, which is kernel height ×
+/// kernel width times larger, and the backward pass copies each block's patches again.
 ///
 /// ```
 /// use grit_nn::{Conv2D, Layer, Padding};
@@ -288,9 +289,9 @@ impl Conv2D {
         }
     }
 
-    /// Computes the parameter gradients and the input gradient from `grad`, the gradient
-    /// with respect to the pre-activation output, or with respect to the output when
-    /// `relu` is set (the ReLU mask kept by the forward pass is then applied block by block).
+    /// Computes the parameter gradients and the input gradient from `grad`. `grad` is the
+    /// gradient with respect to the pre-activation output, or with respect to the output
+    /// when `relu` is set, in which case the ReLU mask of the forward pass is applied first.
     fn backward_logits(&mut self, grad: &Tensor, relu: bool) -> Tensor {
         let name = label(&self.config.name, "Conv2D");
         let batch = self.training_batch.unwrap_or_else(|| {
