@@ -390,7 +390,7 @@ impl Conv2D {
                 None => block.grad,
             };
             let grad = ArrayView2::from_shape((rows, filters), grad)
-                .expect("a block holds whole output rows");
+                .expect("a block contains whole output rows");
             let mut kernel_grad =
                 ArrayViewMut2::from_shape((patch_len, filters), block.kernel_grad)
                     .expect("one kernel gradient per block");
@@ -398,7 +398,7 @@ impl Conv2D {
                 patches.resize(rows * patch_len, 0.0);
                 im2col(block.images, patches, geometry);
                 let patches = ArrayView2::from_shape((rows, patch_len), &patches[..])
-                    .expect("a block holds one patch per output position");
+                    .expect("a block contains one patch per output position");
                 gemm_on_this_thread(1.0, &patches.t(), &grad, 0.0, &mut kernel_grad);
             });
             if use_bias {
@@ -424,7 +424,7 @@ impl Conv2D {
                     patch_grads.resize(rows * patch_len, 0.0);
                     let mut view =
                         ArrayViewMut2::from_shape((rows, patch_len), &mut patch_grads[..])
-                            .expect("a block holds one patch gradient per output position");
+                            .expect("a block contains one patch gradient per output position");
                     gemm_on_this_thread(1.0, &grad, &kernel.t(), 0.0, &mut view);
                     col2im(patch_grads, grad_images, geometry);
                 });
@@ -477,7 +477,7 @@ struct BlockGrad<'a> {
     grad: &'a [f32],
     /// The block's ReLU mask (whether each output was positive); empty without ReLU.
     mask: &'a [bool],
-    /// Where the ReLU-masked gradient goes, when there is a ReLU.
+    /// The buffer for the ReLU-masked gradient, when there is a ReLU.
     masked: Option<&'a mut [f32]>,
     kernel_grad: &'a mut [f32],
     bias_grad: &'a mut [f64],
@@ -690,12 +690,12 @@ impl Layer for Conv2D {
             .for_each(|((images, out), mask)| {
                 let rows = out.len() / filters;
                 let mut z = ArrayViewMut2::from_shape((rows, filters), &mut *out)
-                    .expect("a block holds whole output rows");
+                    .expect("a block contains whole output rows");
                 PATCHES.with_borrow_mut(|patches| {
                     patches.resize(rows * patch_len, 0.0);
                     im2col(images, patches, geometry);
                     let patches = ArrayView2::from_shape((rows, patch_len), &patches[..])
-                        .expect("a block holds one patch per output position");
+                        .expect("a block contains one patch per output position");
                     gemm_on_this_thread(1.0, &patches, &kernel, 0.0, &mut z);
                 });
                 if let Some(bias) = bias {
