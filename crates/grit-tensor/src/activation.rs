@@ -67,7 +67,7 @@ impl Activation {
     pub fn apply_in_place(&self, x: &mut Tensor) {
         match *self {
             Activation::Linear => {}
-            Activation::Relu => x.mapv_inplace(|v| v.max(0.0)),
+            Activation::Relu => x.mapv_inplace(relu),
             Activation::Sigmoid => x.mapv_inplace(sigmoid),
             Activation::Tanh => x.mapv_inplace(f32::tanh),
             Activation::Softmax => softmax_in_place(x),
@@ -166,6 +166,12 @@ pub fn softplus(x: f32) -> f32 {
     x.max(0.0) + (-x.abs()).exp().ln_1p()
 }
 
+/// Returns `max(v, 0)`, and NaN for NaN as TensorFlow's ReLU does (`f32::max` would return
+/// 0 and hide a NaN from the loss).
+pub fn relu(v: f32) -> f32 {
+    if v < 0.0 { 0.0 } else { v }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -219,6 +225,15 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn relu_keeps_nan() {
+        let x = array![f32::NAN, -1.0, 2.0].into_dyn();
+        let y = Activation::Relu.apply(&x);
+        assert!(y[0].is_nan(), "a NaN must reach the loss");
+        assert_eq!(y[1], 0.0);
+        assert_eq!(y[2], 2.0);
     }
 
     #[test]

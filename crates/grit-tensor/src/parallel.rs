@@ -14,6 +14,7 @@
 //! assert_eq!(threads, 1);
 //! ```
 
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use ndarray::IxDyn;
@@ -44,18 +45,27 @@ pub fn num_threads() -> usize {
 /// sleeping, which keeps their cores busy for the length of the step.
 pub fn in_pool<R: Send>(work: impl FnOnce() -> R + Send) -> R {
     // Outside any pool this is the global pool's size, the pool `rayon::scope` then uses.
-    let threads = rayon::current_num_threads();
+    let helpers = helper_count(rayon::current_num_threads());
     let done = AtomicBool::new(false);
     let done = &done;
     // `rayon::scope` runs its body on a pool thread: in place when called from one.
     rayon::scope(|scope| {
-        for _ in 1..threads {
+        for _ in 0..helpers {
             scope.spawn(move |_| help_until(done));
         }
         let result = work();
         done.store(true, Ordering::Release);
         result
     })
+}
+
+/// Returns how many helpers [`in_pool`] starts for a pool of `threads` threads: one per
+/// other thread, but no more than the CPUs leave room for. Spinning helpers on a pool larger
+/// than the machine would take the CPUs from the threads doing the work.
+fn helper_count(threads: usize) -> usize {
+    static CPUS: OnceLock<usize> = OnceLock::new();
+    let cpus = *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    threads.min(cpus).saturating_sub(1)
 }
 
 /// Runs the pool's pending jobs, one at a time, until `done` is set.
@@ -123,6 +133,14 @@ mod tests {
         assert_eq!(block_len(1000), 1000);
         assert_eq!(block_len(2 * MIN_PARALLEL_VALUES), MIN_PARALLEL_VALUES);
         assert_eq!(block_len(16 * 100_000), 100_000);
+    }
+
+    #[test]
+    fn helpers_never_outnumber_the_cpus() {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(helper_count(1), 0);
+        assert_eq!(helper_count(2), 2.min(cpus) - 1);
+        assert_eq!(helper_count(1000), cpus - 1);
     }
 
     #[test]

@@ -1,3 +1,4 @@
+use grit_tensor::activation;
 use grit_tensor::ops::gemm_on_this_thread;
 use grit_tensor::parallel::{self, block_len};
 use grit_tensor::rayon::prelude::*;
@@ -707,7 +708,7 @@ impl Layer for Conv2D {
                 }
                 if relu {
                     for value in out.iter_mut() {
-                        *value = value.max(0.0);
+                        *value = activation::relu(*value);
                     }
                     for (keep, &value) in mask.iter_mut().zip(out.iter()) {
                         *keep = value > 0.0;
@@ -1018,6 +1019,22 @@ mod tests {
         assert_eq!(grad_input, linear.backward(&grad_logits));
         assert_eq!(relu.kernel_grad, linear.kernel_grad);
         assert_eq!(relu.bias_grad, linear.bias_grad);
+    }
+
+    #[test]
+    fn relu_output_keeps_nan() {
+        let mut layer = Conv2D::new(2, (2, 2)).activation(Activation::Relu);
+        let mut rng = Rng::new(0);
+        layer.build(&[3, 3, 1], &mut rng).unwrap();
+        let mut input = Tensor::zeros(IxDyn(&[1, 3, 3, 1]));
+        input[[0, 0, 0, 0]] = f32::NAN;
+        let output = layer.forward(&input, true, &mut rng);
+        assert!(output[[0, 0, 0, 0]].is_nan() && output[[0, 0, 0, 1]].is_nan());
+        assert_eq!(
+            output[[0, 1, 1, 0]],
+            0.0,
+            "windows without the NaN stay finite"
+        );
     }
 
     #[test]

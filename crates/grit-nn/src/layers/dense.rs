@@ -1,3 +1,4 @@
+use grit_tensor::activation::relu;
 use grit_tensor::ops::{add_bias, gemm};
 use grit_tensor::{Activation, Initializer, ParamMut, Rng, Tensor};
 use ndarray::{Array2, Axis, Ix1, Ix2, IxDyn, Zip};
@@ -207,7 +208,7 @@ impl Dense {
         match activation {
             Activation::Linear => {}
             // ReLU's derivative reads the output, so the logits are not kept.
-            Activation::Relu => output.mapv_inplace(|v| v.max(0.0)),
+            Activation::Relu => output.mapv_inplace(relu),
             _ => {
                 if training {
                     copy_into_buffer(&mut self.logits, &output);
