@@ -14,8 +14,8 @@
 //! transposed view of the kernel. The first layer with weights skips its input gradient, so
 //! its shape is not listed. The products run on rayon's global pool: `RAYON_NUM_THREADS`
 //! threads, or one per CPU when it is unset. The summary times them from inside the pool, as
-//! the training loop calls them; divan's table times them from the main thread, which adds
-//! the hand-off to the pool to every call.
+//! the training loop calls them. divan's table times them from the main thread, so every
+//! call there also pays the hand-off to the pool.
 
 use std::fmt;
 use std::hint::black_box;

@@ -42,10 +42,10 @@ pub trait Layer: Debug + Send {
     /// [`Layer::build`].
     fn forward(&mut self, input: &Tensor, training: bool, rng: &mut Rng) -> Tensor;
 
-    /// [`Layer::forward`] for an input the caller gives away, which the model does for every
-    /// layer after the first. A layer that keeps its input for the backward pass (Dense)
-    /// keeps this one instead of a copy, and a reshaping layer (Flatten, Reshape) returns it
-    /// with a new shape instead of copying it. The result is the same as `forward`'s.
+    /// Computes [`Layer::forward`] for an input the caller gives away, as the model does for
+    /// every layer. A layer that keeps its input for the backward pass (Dense, Conv2D) keeps
+    /// this one instead of a copy, and a reshaping layer (Flatten, Reshape) returns it with a
+    /// new shape instead of copying it. The result is the same as `forward`'s.
     fn forward_owned(&mut self, input: Tensor, training: bool, rng: &mut Rng) -> Tensor {
         self.forward(&input, training, rng)
     }

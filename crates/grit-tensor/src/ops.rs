@@ -22,11 +22,15 @@ const SPLIT_ALIGN: usize = 16;
 
 /// Computes `c = alpha · a · b + beta · c` in place.
 ///
-/// The product runs on the threads of rayon's current pool (all CPUs unless
-/// `RAYON_NUM_THREADS` or [`rayon::ThreadPool::install`] says otherwise) when it is large
+/// The product runs on the threads of rayon's current pool (one per CPU unless
+/// `RAYON_NUM_THREADS` or [`rayon::ThreadPool::install`] sets another count) when it is large
 /// enough to gain from them. Each thread computes a block of rows of `c` (or of columns when
 /// `c` is wider than it is tall), and every element gets the same sums in the same order as
 /// on one thread, so the result is identical for any number of threads.
+///
+/// NOTE: the identical result is tested for `alpha = 1` and `beta` 0 or 1, the values grit
+/// uses. For other values, matrixmultiply's edge tiles may round differently from its full
+/// tiles, so a block boundary could change the last bit.
 ///
 /// # Panics
 /// Panics when the shapes do not agree: `a` is m × k, `b` is k × n and `c` is m × n.
@@ -48,13 +52,13 @@ pub fn gemm(
         return;
     }
     if m >= n {
-        let rows = block_len(m, threads);
+        let rows = split_len(m, threads);
         c.axis_chunks_iter_mut(Axis(0), rows)
             .into_par_iter()
             .zip(a.axis_chunks_iter(Axis(0), rows))
             .for_each(|(mut c, a)| general_mat_mul(alpha, &a, b, beta, &mut c));
     } else {
-        let cols = block_len(n, threads);
+        let cols = split_len(n, threads);
         c.axis_chunks_iter_mut(Axis(1), cols)
             .into_par_iter()
             .zip(b.axis_chunks_iter(Axis(1), cols))
@@ -94,7 +98,7 @@ fn check_shapes(a: &ArrayView2<f32>, b: &ArrayView2<f32>, c: &ArrayViewMut2<f32>
 }
 
 /// Returns the length of the blocks that split `len` rows or columns among `threads`.
-fn block_len(len: usize, threads: usize) -> usize {
+fn split_len(len: usize, threads: usize) -> usize {
     len.div_ceil(threads).next_multiple_of(SPLIT_ALIGN)
 }
 

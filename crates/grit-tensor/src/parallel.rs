@@ -69,6 +69,10 @@ fn helper_count(threads: usize) -> usize {
 }
 
 /// Runs the pool's pending jobs, one at a time, until `done` is set.
+///
+/// NOTE: this relies on rayon's thieves taking a thread's oldest job first, so the helpers
+/// are taken before any job that `work` queues after them. A thread that ran its own helper
+/// while `work` waited further down its stack would spin forever.
 fn help_until(done: &AtomicBool) {
     while !done.load(Ordering::Acquire) {
         if rayon::yield_now() != Some(rayon::Yield::Executed) {

@@ -1029,7 +1029,8 @@ mod tests {
         let mut input = Tensor::zeros(IxDyn(&[1, 3, 3, 1]));
         input[[0, 0, 0, 0]] = f32::NAN;
         let output = layer.forward(&input, true, &mut rng);
-        assert!(output[[0, 0, 0, 0]].is_nan() && output[[0, 0, 0, 1]].is_nan());
+        assert!(output[[0, 0, 0, 0]].is_nan());
+        assert!(output[[0, 0, 0, 1]].is_nan());
         assert_eq!(
             output[[0, 1, 1, 0]],
             0.0,

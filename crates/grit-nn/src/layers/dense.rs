@@ -288,7 +288,7 @@ impl Layer for Dense {
     fn forward_owned(&mut self, input: Tensor, training: bool, _rng: &mut Rng) -> Tensor {
         let output = self.compute_output(&input, training);
         if training {
-            // Kept as given: no copy.
+            // The input itself is kept, not a copy.
             self.input = input.into_dimensionality::<Ix2>().expect("checked");
         }
         output

@@ -132,9 +132,9 @@ pub(crate) fn gather_into(samples: &dyn Samples, indices: &[usize], buffer: &mut
     );
 }
 
-/// Takes the gathered batch out of `buffer` to hand it to the model, which keeps it as the
-/// first Dense layer's input or reshapes it in place, instead of copying it. The next
-/// [`gather_into`] allocates a new buffer.
+/// Takes the gathered batch out of `buffer` to hand it to the model. The first layer may
+/// keep it (Dense, Conv2D) or reshape it in place (Flatten) instead of copying it, so the
+/// next [`prepare_batch`] allocates a new buffer.
 pub(crate) fn take_batch(buffer: &mut Tensor) -> Tensor {
     std::mem::replace(buffer, Tensor::zeros(IxDyn(&[0])))
 }

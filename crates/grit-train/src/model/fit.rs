@@ -486,7 +486,7 @@ impl Sequential {
                     cb.on_train_batch_begin(step, ctx, logs)
                 })?;
                 prepare_batch(x, chunk.len(), &mut x_batch);
-                // The whole step runs on a pool thread; see `grit_tensor::parallel::in_pool`.
+                // The whole step runs on a pool thread (see `grit_tensor::parallel::in_pool`).
                 let loss = in_pool(|| {
                     gather_into(x, chunk, &mut x_batch);
                     gather_targets(self, y, chunk, &mut y_batch);
