@@ -26,6 +26,12 @@ fn model(seed: u64) -> Sequential {
         .add(Conv2D::new(16, (3, 3)).activation(Activation::Relu))
         .add(BatchNormalization::new())
         .add(MaxPooling2D::new())
+        // 16 input channels: this convolution takes the Winograd path.
+        .add(
+            Conv2D::new(16, (3, 3))
+                .padding(Padding::Same)
+                .activation(Activation::Relu),
+        )
         .add(Flatten::new())
         .add(Dense::new(128).activation(Activation::Relu))
         .add(Dropout::new(0.3))

@@ -12,7 +12,8 @@ use std::cell::RefCell;
 use super::buffer::{copy_into_buffer, reshape_buffer};
 use super::flatten::standard_layout;
 use super::label;
-use super::spatial::{AxisWindows, Padding};
+use super::spatial::{AxisWindows, Padding, Span};
+use super::winograd::{self, TilePlan, TileScratch};
 use crate::layer::check_tensor_size;
 use crate::{Layer, NnError, Result};
 
@@ -23,7 +24,31 @@ thread_local! {
     static PATCHES: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
     /// Each thread's gradient with respect to `PATCHES`.
     static PATCH_GRADS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    /// Each thread's buffers for the Winograd path.
+    static TILES: RefCell<TileBuffers> = RefCell::new(TileBuffers::default());
 }
+
+/// One thread's buffers of transformed tiles for a block of images, laid out
+/// `[tile][ξ][channel or filter]`.
+#[derive(Debug, Default)]
+struct TileBuffers {
+    /// The transformed input tiles (`Bᵀ d B`).
+    input: Vec<f32>,
+    /// The products with the transformed kernel in the forward pass, and the transformed
+    /// output gradient (`A dy Aᵀ`) in the backward pass.
+    output: Vec<f32>,
+    /// The transformed input gradient.
+    input_grad: Vec<f32>,
+    scratch: TileScratch,
+}
+
+/// Convolutions with fewer input channels than this use im2col even where Winograd's
+/// F(2×2, 3×3) applies: their 16 products per tile would have an inner dimension too short
+/// for the GEMM to run near its peak, and the transforms would cost more than they save.
+const WINOGRAD_MIN_CHANNELS: usize = 8;
+
+/// The size of the transformed tiles one block of images aims at on the Winograd path.
+const WINOGRAD_BLOCK_BYTES: usize = 2 * 1024 * 1024;
 
 /// The size of the patch rows one block of images aims at: small enough that they are
 /// still in a core's L2 cache when the GEMM reads them back.
@@ -105,6 +130,14 @@ pub struct Conv2D {
     /// Whether the backward pass computes the input gradient (off for a model's first
     /// trainable layer, where it would cost one GEMM and a col2im for nothing).
     input_gradient_needed: bool,
+    /// The tile placement when the layer uses Winograd's F(2×2, 3×3): a 3 × 3 kernel, stride
+    /// 1 and at least [`WINOGRAD_MIN_CHANNELS`] input channels.
+    winograd: Option<TilePlan>,
+    /// The Winograd-transformed kernel (`[ξ][channel][filter]`) of the last forward pass,
+    /// which the backward pass uses for the input gradient.
+    transformed_kernel: Vec<f32>,
+    /// The Winograd-transformed kernel gradient, summed over the blocks.
+    transformed_kernel_grad: Vec<f32>,
 }
 
 /// The settings of a [`Conv2D`] layer, as saved in a model config.
@@ -138,6 +171,7 @@ struct Geometry {
     cols: AxisWindows,
     channels: usize,
     kernel: (usize, usize),
+    strides: (usize, usize),
 }
 
 impl Geometry {
@@ -194,6 +228,9 @@ impl Conv2D {
             relu_mask: Vec::new(),
             grad_logits: Tensor::zeros(IxDyn(&[0])),
             input_gradient_needed: true,
+            winograd: None,
+            transformed_kernel: Vec::new(),
+            transformed_kernel_grad: Vec::new(),
         }
     }
 
@@ -266,9 +303,31 @@ impl Conv2D {
 
     /// Returns how many images one block holds for a batch of `batch` images.
     fn images_per_block(&self, batch: usize) -> usize {
-        let bytes_per_image =
-            self.geometry.positions_per_image() * self.geometry.patch_len() * size_of::<f32>();
-        (BLOCK_BYTES / bytes_per_image.max(1)).clamp(1, batch.div_ceil(MIN_BLOCKS).max(1))
+        let (bytes_per_image, block_bytes) = match &self.winograd {
+            // The backward pass holds the input tiles, the gradient tiles and the input
+            // gradient tiles at once.
+            Some(plan) => (
+                plan.tiles_per_image()
+                    * winograd::POSITIONS
+                    * (2 * plan.channels + plan.filters)
+                    * size_of::<f32>(),
+                WINOGRAD_BLOCK_BYTES,
+            ),
+            None => (
+                self.geometry.positions_per_image() * self.geometry.patch_len() * size_of::<f32>(),
+                BLOCK_BYTES,
+            ),
+        };
+        (block_bytes / bytes_per_image.max(1)).clamp(1, batch.div_ceil(MIN_BLOCKS).max(1))
+    }
+
+    /// Returns the number of values in one block's kernel gradient: the kernel's, or the
+    /// transformed kernel's on the Winograd path.
+    fn kernel_grad_block_len(&self) -> usize {
+        match &self.winograd {
+            Some(plan) => winograd::POSITIONS * plan.channels * plan.filters,
+            None => self.geometry.patch_len() * self.config.filters,
+        }
     }
 
     /// Applies the activations other than ReLU to `output` in place, keeping the logits
@@ -315,7 +374,7 @@ impl Conv2D {
         let geometry = &self.geometry;
         let positions = geometry.positions_per_image();
         let patch_len = geometry.patch_len();
-        let kernel_len = patch_len * filters;
+        let kernel_len = self.kernel_grad_block_len();
         let per_block = self.images_per_block(batch);
         let blocks = batch.div_ceil(per_block);
         let block_rows = per_block * positions;
@@ -379,6 +438,8 @@ impl Conv2D {
             .view()
             .into_shape_with_order((patch_len, filters))
             .expect("the kernel is contiguous");
+        let plan = self.winograd.as_ref();
+        let transformed_kernel = &self.transformed_kernel[..];
         work.into_par_iter().for_each(|block| {
             let rows = block.grad.len() / filters;
             let grad: &[f32] = match block.masked {
@@ -392,16 +453,42 @@ impl Conv2D {
             };
             let grad = ArrayView2::from_shape((rows, filters), grad)
                 .expect("a block contains whole output rows");
-            let mut kernel_grad =
-                ArrayViewMut2::from_shape((patch_len, filters), block.kernel_grad)
-                    .expect("one kernel gradient per block");
-            PATCHES.with_borrow_mut(|patches| {
-                patches.resize(rows * patch_len, 0.0);
-                im2col(block.images, patches, geometry);
-                let patches = ArrayView2::from_shape((rows, patch_len), &patches[..])
-                    .expect("a block contains one patch per output position");
-                gemm_on_this_thread(1.0, &patches.t(), &grad, 0.0, &mut kernel_grad);
-            });
+            let mut grad_images = block.grad_images;
+            if let Some(plan) = plan {
+                TILES.with_borrow_mut(|tiles| {
+                    let TileBuffers {
+                        input,
+                        output,
+                        input_grad,
+                        scratch,
+                    } = tiles;
+                    let tile_count = block.images.len() / geometry.image_len()
+                        * plan.tiles_per_image()
+                        * winograd::POSITIONS;
+                    input.resize(tile_count * plan.channels, 0.0);
+                    winograd::transform_input(block.images, input, plan, scratch);
+                    output.resize(tile_count * filters, 0.0);
+                    let values = grad.as_slice().expect("a block is contiguous");
+                    winograd::transform_output_grad(values, output, plan);
+                    winograd::multiply_kernel_grad(input, output, block.kernel_grad, plan);
+                    if let Some(grad_images) = grad_images.take() {
+                        input_grad.resize(tile_count * plan.channels, 0.0);
+                        winograd::multiply_input_grad(output, transformed_kernel, input_grad, plan);
+                        winograd::add_input_grad(input_grad, grad_images, plan, scratch);
+                    }
+                });
+            } else {
+                let mut kernel_grad =
+                    ArrayViewMut2::from_shape((patch_len, filters), block.kernel_grad)
+                        .expect("one kernel gradient per block");
+                PATCHES.with_borrow_mut(|patches| {
+                    patches.resize(rows * patch_len, 0.0);
+                    im2col(block.images, patches, geometry);
+                    let patches = ArrayView2::from_shape((patch_len, rows), &patches[..])
+                        .expect("a block contains one patch per output position");
+                    gemm_on_this_thread(1.0, &patches, &grad, 0.0, &mut kernel_grad);
+                });
+            }
             if use_bias {
                 // Rows are added in f32, which vectorises, and carried into f64 every
                 // `BIAS_ROWS_PER_F64_CARRY` rows, so long sums keep their precision.
@@ -420,7 +507,7 @@ impl Conv2D {
                     }
                 }
             }
-            if let Some(grad_images) = block.grad_images {
+            if let Some(grad_images) = grad_images {
                 PATCH_GRADS.with_borrow_mut(|patch_grads| {
                     patch_grads.resize(rows * patch_len, 0.0);
                     let mut view =
@@ -434,10 +521,14 @@ impl Conv2D {
 
         // Add the blocks' gradients in block order, whatever thread computed them.
         let partials = &self.kernel_grad_blocks;
-        let kernel_grad = self
-            .kernel_grad
-            .as_slice_mut()
-            .expect("a contiguous kernel");
+        let kernel_grad = if plan.is_some() {
+            self.transformed_kernel_grad.resize(kernel_len, 0.0);
+            &mut self.transformed_kernel_grad[..]
+        } else {
+            self.kernel_grad
+                .as_slice_mut()
+                .expect("a contiguous kernel")
+        };
         let part = block_len(kernel_len);
         kernel_grad
             .par_chunks_mut(part)
@@ -451,6 +542,15 @@ impl Conv2D {
                     }
                 }
             });
+        if let Some(plan) = plan {
+            winograd::kernel_grad_from_transformed(
+                &self.transformed_kernel_grad,
+                self.kernel_grad
+                    .as_slice_mut()
+                    .expect("a contiguous kernel"),
+                plan,
+            );
+        }
         if use_bias {
             let bias_grad = self.bias_grad.as_slice_mut().expect("a contiguous bias");
             for (filter, b) in bias_grad.iter_mut().enumerate() {
@@ -486,47 +586,68 @@ struct BlockGrad<'a> {
     grad_images: Option<&'a mut [f32]>,
 }
 
-/// Copies every input patch into one row of `columns`, writing zeros for padding.
+/// Copies every input patch into one column of `columns`, writing zeros for padding: the
+/// patch matrix is stored column-major, one row of `columns` per kernel entry (kernel row,
+/// kernel column, input channel) and one column per output position.
+///
+/// Column-major is the layout whose columns matrixmultiply packs with whole-column copies;
+/// for a row-major patch matrix it copies one value at a time, which cost as much as the
+/// product itself for single-channel images.
 fn im2col(input: &[f32], columns: &mut [f32], geometry: &Geometry) {
     let channels = geometry.channels;
     let width = geometry.cols.input;
-    let segment_len = geometry.kernel.1 * channels;
-    let mut patches = columns.chunks_exact_mut(geometry.patch_len());
-    for image in input.chunks_exact(geometry.image_len()) {
-        for row_span in &geometry.rows.spans {
-            for col_span in &geometry.cols.spans {
-                let patch = patches
-                    .next()
-                    .expect("the columns contain one patch per output position");
-                // One segment is one kernel row: `kernel width · channels` values, of which
-                // the columns inside the input are contiguous in both image and patch.
-                let inside_start = col_span.window_start * channels;
-                let inside_end = inside_start + col_span.len * channels;
-                for (kernel_row, segment) in patch.chunks_exact_mut(segment_len).enumerate() {
-                    let Some(input_row) = row_span.input_index(kernel_row) else {
-                        segment.fill(0.0);
-                        continue;
-                    };
-                    let source_start = (input_row * width + col_span.input_start) * channels;
-                    let source = &image[source_start..source_start + (inside_end - inside_start)];
-                    segment[..inside_start].fill(0.0);
-                    copy_short(&mut segment[inside_start..inside_end], source);
-                    segment[inside_end..].fill(0.0);
+    let out_width = geometry.cols.output();
+    let positions = geometry.positions_per_image();
+    let row_len = columns.len() / geometry.patch_len();
+    for (entry, row) in columns.chunks_exact_mut(row_len).enumerate() {
+        let kernel_row = entry / (geometry.kernel.1 * channels);
+        let kernel_col = entry / channels % geometry.kernel.1;
+        let channel = entry % channels;
+        // The output columns whose window has `kernel_col` inside the input form one range,
+        // because windows move right with the output column.
+        let inside = |span: &Span| span.input_index(kernel_col).is_some();
+        let first = geometry.cols.spans.iter().position(inside);
+        let count = geometry
+            .cols
+            .spans
+            .iter()
+            .filter(|span| inside(span))
+            .count();
+        let step = geometry.strides.1;
+        for (image, out) in input
+            .chunks_exact(geometry.image_len())
+            .zip(row.chunks_exact_mut(positions))
+        {
+            for (row_span, out) in geometry
+                .rows
+                .spans
+                .iter()
+                .zip(out.chunks_exact_mut(out_width))
+            {
+                let (Some(input_row), Some(first)) = (row_span.input_index(kernel_row), first)
+                else {
+                    out.fill(0.0);
+                    continue;
+                };
+                let source_col = geometry.cols.spans[first]
+                    .input_index(kernel_col)
+                    .expect("the first inside window");
+                let start = (input_row * width + source_col) * channels + channel;
+                out[..first].fill(0.0);
+                let inside = &mut out[first..first + count];
+                if step == 1 && channels == 1 {
+                    inside.copy_from_slice(&image[start..start + count]);
+                } else {
+                    for (value, &source) in inside
+                        .iter_mut()
+                        .zip(image[start..].iter().step_by(step * channels))
+                    {
+                        *value = source;
+                    }
                 }
+                out[first + count..].fill(0.0);
             }
         }
-    }
-}
-
-/// Copies `source` into `target`, with a plain loop for the few values of a kernel row over
-/// one channel, where a call to `memmove` would cost more than the copy.
-fn copy_short(target: &mut [f32], source: &[f32]) {
-    if target.len() <= 16 {
-        for (t, &s) in target.iter_mut().zip(source) {
-            *t = s;
-        }
-    } else {
-        target.copy_from_slice(source);
     }
 }
 
@@ -612,11 +733,24 @@ impl Layer for Conv2D {
             )));
         };
         let output_shape = vec![rows.output(), cols.output(), filters];
+        let winograd_applies =
+            kernel_size == (3, 3) && strides == (1, 1) && channels >= WINOGRAD_MIN_CHANNELS;
+        self.winograd = winograd_applies.then(|| TilePlan {
+            height,
+            width,
+            channels,
+            filters,
+            out_height: rows.output(),
+            out_width: cols.output(),
+            pad_top: rows.pad_before,
+            pad_left: cols.pad_before,
+        });
         self.geometry = Geometry {
             rows,
             cols,
             channels,
             kernel: kernel_size,
+            strides,
         };
 
         self.kernel = self.config.kernel_initializer.init(&kernel_shape, rng);
@@ -677,44 +811,84 @@ impl Layer for Conv2D {
             .config
             .use_bias
             .then(|| self.bias.as_slice().expect("a contiguous bias"));
-        // Each block of images goes from im2col through the GEMM, the bias and the ReLU on
-        // one thread, while its rows are in that core's cache.
-        values
-            .par_chunks(per_block * geometry.image_len())
-            .zip(
-                output
-                    .as_slice_mut()
-                    .expect("a new array is contiguous")
-                    .par_chunks_mut(per_block * positions * filters),
-            )
-            .zip(masks)
-            .for_each(|((images, out), mask)| {
-                let rows = out.len() / filters;
-                let mut z = ArrayViewMut2::from_shape((rows, filters), &mut *out)
-                    .expect("a block contains whole output rows");
-                PATCHES.with_borrow_mut(|patches| {
-                    patches.resize(rows * patch_len, 0.0);
-                    im2col(images, patches, geometry);
-                    let patches = ArrayView2::from_shape((rows, patch_len), &patches[..])
-                        .expect("a block contains one patch per output position");
-                    gemm_on_this_thread(1.0, &patches, &kernel, 0.0, &mut z);
+        if let Some(plan) = &self.winograd {
+            self.transformed_kernel
+                .resize(winograd::POSITIONS * plan.channels * filters, 0.0);
+            winograd::transform_kernel(
+                self.kernel.as_slice().expect("a contiguous kernel"),
+                &mut self.transformed_kernel,
+                plan,
+            );
+            let transformed_kernel = &self.transformed_kernel[..];
+            // Each block of images goes through the input transform, the 16 products and the
+            // output transform with bias and ReLU on one thread.
+            values
+                .par_chunks(per_block * geometry.image_len())
+                .zip(
+                    output
+                        .as_slice_mut()
+                        .expect("a new array is contiguous")
+                        .par_chunks_mut(per_block * positions * filters),
+                )
+                .zip(masks)
+                .for_each(|((images, out), mask)| {
+                    TILES.with_borrow_mut(|tiles| {
+                        let TileBuffers {
+                            input,
+                            output,
+                            scratch,
+                            ..
+                        } = tiles;
+                        let tile_count = images.len() / geometry.image_len()
+                            * plan.tiles_per_image()
+                            * winograd::POSITIONS;
+                        input.resize(tile_count * plan.channels, 0.0);
+                        winograd::transform_input(images, input, plan, scratch);
+                        output.resize(tile_count * filters, 0.0);
+                        winograd::multiply_forward(input, transformed_kernel, output, plan);
+                        winograd::transform_output(output, out, mask, bias, relu, plan, scratch);
+                    });
                 });
-                if let Some(bias) = bias {
-                    for row in out.chunks_exact_mut(filters) {
-                        for (value, &b) in row.iter_mut().zip(bias) {
-                            *value += b;
+        } else {
+            // Each block of images goes from im2col through the GEMM, the bias and the ReLU on
+            // one thread, while its rows are in that core's cache.
+            values
+                .par_chunks(per_block * geometry.image_len())
+                .zip(
+                    output
+                        .as_slice_mut()
+                        .expect("a new array is contiguous")
+                        .par_chunks_mut(per_block * positions * filters),
+                )
+                .zip(masks)
+                .for_each(|((images, out), mask)| {
+                    let rows = out.len() / filters;
+                    let mut z = ArrayViewMut2::from_shape((rows, filters), &mut *out)
+                        .expect("a block contains whole output rows");
+                    PATCHES.with_borrow_mut(|patches| {
+                        patches.resize(rows * patch_len, 0.0);
+                        im2col(images, patches, geometry);
+                        let patches = ArrayView2::from_shape((patch_len, rows), &patches[..])
+                            .expect("a block contains one patch per output position");
+                        gemm_on_this_thread(1.0, &patches.t(), &kernel, 0.0, &mut z);
+                    });
+                    if let Some(bias) = bias {
+                        for row in out.chunks_exact_mut(filters) {
+                            for (value, &b) in row.iter_mut().zip(bias) {
+                                *value += b;
+                            }
                         }
                     }
-                }
-                if relu {
-                    for value in out.iter_mut() {
-                        *value = activation::relu(*value);
+                    if relu {
+                        for value in out.iter_mut() {
+                            *value = activation::relu(*value);
+                        }
+                        for (keep, &value) in mask.iter_mut().zip(out.iter()) {
+                            *keep = value > 0.0;
+                        }
                     }
-                    for (keep, &value) in mask.iter_mut().zip(out.iter()) {
-                        *keep = value > 0.0;
-                    }
-                }
-            });
+                });
+        }
         self.training_batch = training.then_some(batch);
         self.input = if training {
             input
@@ -905,6 +1079,113 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    /// Winograd's F(2×2, 3×3) takes over 3 × 3 kernels with stride 1 and at least
+    /// `WINOGRAD_MIN_CHANNELS` input channels. Odd and even output sizes, a single tile and
+    /// both paddings exercise the partial tiles at the bottom and right edges. Tolerance 1e-5
+    /// of `max(1, |value|)`: about 100 f32 products per output, summed in another order.
+    #[test]
+    fn winograd_forward_matches_direct_convolution() {
+        let mut rng = Rng::new(21);
+        for (height, width, channels) in [(5, 7, 8), (6, 6, 9), (3, 3, 8), (4, 9, 12)] {
+            for padding in [Padding::Valid, Padding::Same] {
+                for activation in [Activation::Linear, Activation::Relu] {
+                    let mut layer = Conv2D::new(5, (3, 3))
+                        .padding(padding)
+                        .activation(activation)
+                        .bias_initializer(Initializer::Constant { value: 0.25 });
+                    layer.build(&[height, width, channels], &mut rng).unwrap();
+                    assert!(layer.winograd.is_some(), "Winograd applies");
+                    let input = random_tensor(&[3, height, width, channels], &mut rng);
+                    let output = layer.forward(&input, true, &mut rng);
+                    let mut expected = direct_convolution(
+                        &input,
+                        &layer.kernel,
+                        layer.bias.as_slice().unwrap(),
+                        (1, 1),
+                        padding,
+                    );
+                    if activation == Activation::Relu {
+                        expected.mapv_inplace(|v| v.max(0.0));
+                    }
+                    assert_eq!(output.shape(), expected.shape());
+                    for (index, (a, e)) in output.iter().zip(expected.iter()).enumerate() {
+                        assert!(
+                            (a - e).abs() <= 1e-5 * e.abs().max(1.0),
+                            "input {:?}, {padding:?}, {activation:?}: value {index} is {a}, \
+                             expected {e}",
+                            (height, width, channels)
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// The Winograd backward pass against the im2col one on the same layer and batch: input,
+    /// kernel and bias gradients within 1e-5 of `max(1, |gradient|)`.
+    #[test]
+    fn winograd_backward_matches_im2col() {
+        let mut rng = Rng::new(22);
+        for (height, width, channels) in [(5, 7, 8), (6, 6, 9), (3, 3, 8)] {
+            for padding in [Padding::Valid, Padding::Same] {
+                let mut winograd = Conv2D::new(6, (3, 3))
+                    .padding(padding)
+                    .activation(Activation::Relu);
+                winograd
+                    .build(&[height, width, channels], &mut rng)
+                    .unwrap();
+                assert!(winograd.winograd.is_some(), "Winograd applies");
+                let mut im2col = winograd.clone();
+                im2col.winograd = None;
+
+                let input = random_tensor(&[4, height, width, channels], &mut rng);
+                let output = winograd.forward(&input, true, &mut rng);
+                im2col.forward(&input, true, &mut rng);
+                let grad_output = random_tensor(output.shape(), &mut rng);
+                let pairs = [
+                    (
+                        "input",
+                        winograd.backward(&grad_output),
+                        im2col.backward(&grad_output),
+                    ),
+                    (
+                        "kernel",
+                        winograd.kernel_grad.clone(),
+                        im2col.kernel_grad.clone(),
+                    ),
+                    ("bias", winograd.bias_grad.clone(), im2col.bias_grad.clone()),
+                ];
+                for (what, actual, expected) in pairs {
+                    assert_eq!(actual.shape(), expected.shape(), "{what}");
+                    for (index, (a, e)) in actual.iter().zip(expected.iter()).enumerate() {
+                        assert!(
+                            (a - e).abs() <= 1e-5 * e.abs().max(1.0),
+                            "input {:?}, {padding:?}: {what} gradient {index} is {a}, \
+                             im2col gives {e}",
+                            (height, width, channels)
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// Finite differences on the Winograd path, with the tolerance of
+    /// `gradients_match_finite_differences`.
+    #[test]
+    fn winograd_gradients_match_finite_differences() {
+        for (input_shape, padding, activation) in [
+            ([5, 6, 8], Padding::Valid, Activation::Linear),
+            ([4, 5, 8], Padding::Same, Activation::Tanh),
+        ] {
+            let layer = Conv2D::new(3, (3, 3))
+                .padding(padding)
+                .activation(activation)
+                .bias_initializer(Initializer::Constant { value: 0.1 });
+            check_layer(Box::new(layer), &input_shape, 2, 1e-2);
         }
     }
 

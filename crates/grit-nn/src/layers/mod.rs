@@ -13,6 +13,7 @@ mod max_pooling2d;
 mod pooling;
 mod reshape;
 mod spatial;
+mod winograd;
 
 pub use activation::{ActivationConfig, ActivationLayer};
 pub use average_pooling2d::AveragePooling2D;
