@@ -25,9 +25,12 @@
 //! so they round no worse than the sums of im2col, but the results differ from it in the last
 //! bits.
 //!
-//! Buffers of tiles are laid out tile-major: row `r` of `V` holds the 16 transformed vectors
-//! of tile `r`, one after the other (`[tile][ξ][channel]`). The products read every ξ as a
-//! strided matrix, which the GEMM packs anyway.
+//! Buffers of tiles hold 16 matrices, one per ξ, each row-major with one row per tile
+//! (`[ξ][tile][channel]`), except the output gradient's, which is column-major
+//! (`[ξ][filter][tile]`). matrixmultiply (0.3.11) packs a left operand with whole-column
+//! copies only when its columns are contiguous, and otherwise one value at a time; with
+//! transposed layouts the products of one block of the convnet took up to twice as long
+//! (measured with `bench/` on the convnet's second convolution).
 
 use grit_tensor::ops::gemm_on_this_thread;
 use ndarray::{ArrayView2, ArrayViewMut2, ShapeBuilder};
@@ -114,25 +117,26 @@ fn vector_mut(buffer: &mut [f32], index: usize, len: usize) -> &mut [f32] {
 }
 
 /// Applies `Bᵀ` along one axis of a 4 × 4 grid of vectors: `(d0 - d2, d1 + d2, d2 - d1,
-/// d1 - d3)`. `index(i, j)` places element `j` of line `i` of the grid, so the same function
-/// runs along rows or columns.
+/// d1 - d3)`. `source_index(i, j)` and `target_index(i, j)` place element `j` of line `i` of
+/// the grid in `source` and `target` (counted in vectors of `len`), so the same function runs
+/// along rows or columns.
 fn input_transform_1d(
     source: &[f32],
     target: &mut [f32],
     len: usize,
-    index: impl Fn(usize, usize) -> usize,
+    source_index: impl Fn(usize, usize) -> usize,
+    target_index: impl Fn(usize, usize) -> usize,
 ) {
     for line in 0..4 {
-        let d = |j: usize| vector(source, index(line, j), len);
-        sub_to(vector_mut(target, index(line, 0), len), d(0), d(2));
-        add_to(vector_mut(target, index(line, 1), len), d(1), d(2));
-        sub_to(vector_mut(target, index(line, 2), len), d(2), d(1));
-        sub_to(vector_mut(target, index(line, 3), len), d(1), d(3));
+        let d = |j: usize| vector(source, source_index(line, j), len);
+        sub_to(vector_mut(target, target_index(line, 0), len), d(0), d(2));
+        add_to(vector_mut(target, target_index(line, 1), len), d(1), d(2));
+        sub_to(vector_mut(target, target_index(line, 2), len), d(2), d(1));
+        sub_to(vector_mut(target, target_index(line, 3), len), d(1), d(3));
     }
 }
 
-/// Copies the input tiles of `images` and writes `Bᵀ d B` for each into `tiles`
-/// (`[tile][ξ][channel]`).
+/// Writes `Bᵀ d B` of every input tile of `images` into `tiles` (`[ξ][tile][channel]`).
 pub(crate) fn transform_input(
     images: &[f32],
     tiles: &mut [f32],
@@ -141,58 +145,69 @@ pub(crate) fn transform_input(
 ) {
     let channels = plan.channels;
     scratch.prepare(channels);
-    let mut rows = tiles.chunks_exact_mut(POSITIONS * channels);
+    let zeros = vec![0.0; channels];
+    let tile_count = tiles.len() / (POSITIONS * channels);
+    let mut tile = 0;
     for image in images.chunks_exact(plan.image_len()) {
         for tile_row in 0..plan.tile_rows() {
+            let input_rows = [0, 1, 2, 3]
+                .map(|y| TilePlan::input_index(2 * tile_row, y, plan.pad_top, plan.height));
             for tile_col in 0..plan.tile_cols() {
-                let tile = &mut scratch.tile;
-                for y in 0..4 {
-                    let input_row =
-                        TilePlan::input_index(2 * tile_row, y, plan.pad_top, plan.height);
-                    for x in 0..4 {
-                        let input_col =
-                            TilePlan::input_index(2 * tile_col, x, plan.pad_left, plan.width);
-                        let target = vector_mut(tile, y * 4 + x, channels);
-                        match (input_row, input_col) {
-                            (Some(row), Some(col)) => {
-                                let start = (row * plan.width + col) * channels;
-                                target.copy_from_slice(&image[start..start + channels]);
-                            }
-                            _ => target.fill(0.0),
+                // Along the tile's columns (y), reading the image in place: column x of
+                // the tile becomes `half[4·i + x]`.
+                for x in 0..4 {
+                    let input_col =
+                        TilePlan::input_index(2 * tile_col, x, plan.pad_left, plan.width);
+                    let d = input_rows.map(|input_row| match (input_row, input_col) {
+                        (Some(row), Some(col)) => {
+                            let start = (row * plan.width + col) * channels;
+                            &image[start..start + channels]
                         }
-                    }
+                        _ => &zeros[..],
+                    });
+                    let half = &mut scratch.half;
+                    sub_to(vector_mut(half, x, channels), d[0], d[2]);
+                    add_to(vector_mut(half, 4 + x, channels), d[1], d[2]);
+                    sub_to(vector_mut(half, 8 + x, channels), d[2], d[1]);
+                    sub_to(vector_mut(half, 12 + x, channels), d[1], d[3]);
                 }
-                let out = rows.next().expect("one row of tiles per tile");
-                // Along the tile's columns (y), then along its rows (x).
-                input_transform_1d(tile, &mut scratch.half, channels, |x, y| y * 4 + x);
-                input_transform_1d(&scratch.half, out, channels, |y, x| y * 4 + x);
+                // Along its rows (x), into row `tile` of each ξ's matrix.
+                input_transform_1d(
+                    &scratch.half,
+                    tiles,
+                    channels,
+                    |y, x| y * 4 + x,
+                    |y, x| (y * 4 + x) * tile_count + tile,
+                );
+                tile += 1;
             }
         }
     }
 }
 
 /// Applies `Aᵀ` along one axis: four lines of four vectors become two lines,
-/// `(m0 + m1 + m2, m1 - m2 - m3)`.
+/// `(m0 + m1 + m2, m1 - m2 - m3)`, with the indices of [`input_transform_1d`].
 fn output_transform_1d(
     source: &[f32],
     target: &mut [f32],
     len: usize,
-    index: impl Fn(usize, usize) -> usize,
+    source_index: impl Fn(usize, usize) -> usize,
+    target_index: impl Fn(usize, usize) -> usize,
 ) {
     for line in 0..4 {
-        let m = |j: usize| vector(source, index(line, j), len);
-        let first = vector_mut(target, index(line, 0), len);
+        let m = |j: usize| vector(source, source_index(line, j), len);
+        let first = vector_mut(target, target_index(line, 0), len);
         for (((o, &a), &b), &c) in first.iter_mut().zip(m(0)).zip(m(1)).zip(m(2)) {
             *o = a + b + c;
         }
-        let second = vector_mut(target, index(line, 1), len);
+        let second = vector_mut(target, target_index(line, 1), len);
         for (((o, &b), &c), &d) in second.iter_mut().zip(m(1)).zip(m(2)).zip(m(3)) {
             *o = b - c - d;
         }
     }
 }
 
-/// Writes `Aᵀ M A` of every tile in `products` (`[tile][ξ][filter]`) into the output images,
+/// Writes `Aᵀ M A` of every tile in `products` (`[ξ][tile][filter]`) into the output images,
 /// adding `bias` and, with `relu`, applying ReLU and filling `mask` (empty when not kept)
 /// with whether each output is positive. Outputs past the image edge are dropped.
 pub(crate) fn transform_output(
@@ -207,14 +222,21 @@ pub(crate) fn transform_output(
     let filters = plan.filters;
     scratch.prepare(filters);
     let image_len = plan.out_height * plan.out_width * filters;
-    let mut tiles = products.chunks_exact(POSITIONS * filters);
+    let tile_count = products.len() / (POSITIONS * filters);
+    let mut tile = 0;
     for (image_index, image) in output.chunks_exact_mut(image_len).enumerate() {
         for tile_row in 0..plan.tile_rows() {
             for tile_col in 0..plan.tile_cols() {
-                let tile = tiles.next().expect("one row of products per tile");
                 // Along y: lines are columns x, giving rows 0 and 1 of `half`. Along x: lines
                 // are those two rows, giving outputs (y, 0) and (y, 1) at 4·y and 4·y + 1.
-                output_transform_1d(tile, &mut scratch.half, filters, |x, y| y * 4 + x);
+                output_transform_1d(
+                    products,
+                    &mut scratch.half,
+                    filters,
+                    |x, y| (y * 4 + x) * tile_count + tile,
+                    |x, y| y * 4 + x,
+                );
+                tile += 1;
                 for y in 0..2 {
                     let source = &scratch.half[y * 4 * filters..(y + 1) * 4 * filters];
                     output_transform_1d_line(source, &mut scratch.tile, filters, y);
@@ -231,8 +253,7 @@ pub(crate) fn transform_output(
                         }
                         let start = (row * plan.out_width + col) * filters;
                         let out = &mut image[start..start + filters];
-                        out.copy_from_slice(vector(&scratch.tile, y * 4 + x, filters));
-                        finish_output(out, bias, relu);
+                        finish_output(out, vector(&scratch.tile, y * 4 + x, filters), bias, relu);
                         if !mask.is_empty() {
                             let start = image_index * image_len + start;
                             for (keep, &value) in mask[start..start + filters].iter_mut().zip(&*out)
@@ -261,16 +282,27 @@ fn output_transform_1d_line(source: &[f32], target: &mut [f32], len: usize, line
     }
 }
 
-fn finish_output(out: &mut [f32], bias: Option<&[f32]>, relu: bool) {
-    if let Some(bias) = bias {
-        for (value, &b) in out.iter_mut().zip(bias) {
-            *value += b;
+/// Writes `sums` plus `bias` into `out`, through ReLU when `relu` is set. One loop for the
+/// three steps, because a plain copy compiles to a call to `memcpy`, which costs more than
+/// the copy for 64 values.
+fn finish_output(out: &mut [f32], sums: &[f32], bias: Option<&[f32]>, relu: bool) {
+    match (bias, relu) {
+        (Some(bias), true) => {
+            for ((o, &sum), &b) in out.iter_mut().zip(sums).zip(bias) {
+                *o = grit_tensor::activation::relu(sum + b);
+            }
         }
-    }
-    if relu {
-        for value in out.iter_mut() {
-            *value = grit_tensor::activation::relu(*value);
+        (Some(bias), false) => {
+            for ((o, &sum), &b) in out.iter_mut().zip(sums).zip(bias) {
+                *o = sum + b;
+            }
         }
+        (None, true) => {
+            for (o, &sum) in out.iter_mut().zip(sums) {
+                *o = grit_tensor::activation::relu(sum);
+            }
+        }
+        (None, false) => out.copy_from_slice(sums),
     }
 }
 
@@ -345,31 +377,35 @@ fn grad_transform_lanes(g0: &[f32; GROUP], g1: &[f32; GROUP]) -> [[f32; GROUP]; 
 }
 
 /// Applies `B` along one axis of a 4 × 4 grid of vectors: `(v0, v1 - v2 + v3, v1 + v2 - v0,
-/// -v3)`, with `index` as in [`input_transform_1d`].
+/// -v3)`, with the indices of [`input_transform_1d`].
 fn input_grad_transform_1d(
     source: &[f32],
     target: &mut [f32],
     len: usize,
-    index: impl Fn(usize, usize) -> usize,
+    source_index: impl Fn(usize, usize) -> usize,
+    target_index: impl Fn(usize, usize) -> usize,
 ) {
     for line in 0..4 {
-        let v = |j: usize| vector(source, index(line, j), len);
-        vector_mut(target, index(line, 0), len).copy_from_slice(v(0));
-        let second = vector_mut(target, index(line, 1), len);
+        let v = |j: usize| vector(source, source_index(line, j), len);
+        vector_mut(target, target_index(line, 0), len).copy_from_slice(v(0));
+        let second = vector_mut(target, target_index(line, 1), len);
         for (((o, &b), &c), &d) in second.iter_mut().zip(v(1)).zip(v(2)).zip(v(3)) {
             *o = b - c + d;
         }
-        let third = vector_mut(target, index(line, 2), len);
+        let third = vector_mut(target, target_index(line, 2), len);
         for (((o, &a), &b), &c) in third.iter_mut().zip(v(0)).zip(v(1)).zip(v(2)) {
             *o = b + c - a;
         }
-        for (o, &d) in vector_mut(target, index(line, 3), len).iter_mut().zip(v(3)) {
+        for (o, &d) in vector_mut(target, target_index(line, 3), len)
+            .iter_mut()
+            .zip(v(3))
+        {
             *o = -d;
         }
     }
 }
 
-/// Writes `B dV Bᵀ` of every tile in `tiles` (`[tile][ξ][channel]`) back onto the 4 × 4
+/// Writes `B dV Bᵀ` of every tile in `tiles` (`[ξ][tile][channel]`) back onto the 4 × 4
 /// input positions the tile came from, adding where tiles overlap. Positions in the padding
 /// are dropped. `grad_images` must start at zero.
 pub(crate) fn add_input_grad(
@@ -380,15 +416,26 @@ pub(crate) fn add_input_grad(
 ) {
     let channels = plan.channels;
     scratch.prepare(channels);
-    let mut rows = tiles.chunks_exact(POSITIONS * channels);
+    let tile_count = tiles.len() / (POSITIONS * channels);
+    let mut tile = 0;
     for image in grad_images.chunks_exact_mut(plan.image_len()) {
         for tile_row in 0..plan.tile_rows() {
             for tile_col in 0..plan.tile_cols() {
-                let tile = rows.next().expect("one row of tiles per tile");
-                input_grad_transform_1d(tile, &mut scratch.half, channels, |x, y| y * 4 + x);
-                input_grad_transform_1d(&scratch.half, &mut scratch.tile, channels, |y, x| {
-                    y * 4 + x
-                });
+                input_grad_transform_1d(
+                    tiles,
+                    &mut scratch.half,
+                    channels,
+                    |x, y| (y * 4 + x) * tile_count + tile,
+                    |x, y| y * 4 + x,
+                );
+                input_grad_transform_1d(
+                    &scratch.half,
+                    &mut scratch.tile,
+                    channels,
+                    |y, x| y * 4 + x,
+                    |y, x| y * 4 + x,
+                );
+                tile += 1;
                 for y in 0..4 {
                     let Some(row) =
                         TilePlan::input_index(2 * tile_row, y, plan.pad_top, plan.height)
@@ -505,24 +552,17 @@ fn kernel_grad_transform_1d(h: [&[f32]; 4], target: &mut [f32], len: usize) {
     }
 }
 
-/// Returns position `xi` of every row of a tile buffer with rows of `POSITIONS · len` values,
-/// as a `(rows, len)` matrix.
+/// Returns the matrix of position `xi` in a tile buffer (`[ξ][tile][len]`), `(tiles, len)`.
 fn position_view(tiles: &[f32], xi: usize, len: usize) -> ArrayView2<'_, f32> {
-    let rows = tiles.len() / (POSITIONS * len);
-    ArrayView2::from_shape(
-        (rows, len).strides((POSITIONS * len, 1)),
-        &tiles[xi * len..],
-    )
-    .expect("a tile buffer holds whole rows")
+    let size = tiles.len() / POSITIONS;
+    ArrayView2::from_shape((size / len, len), &tiles[xi * size..(xi + 1) * size])
+        .expect("a tile buffer holds 16 whole matrices")
 }
 
 fn position_view_mut(tiles: &mut [f32], xi: usize, len: usize) -> ArrayViewMut2<'_, f32> {
-    let rows = tiles.len() / (POSITIONS * len);
-    ArrayViewMut2::from_shape(
-        (rows, len).strides((POSITIONS * len, 1)),
-        &mut tiles[xi * len..],
-    )
-    .expect("a tile buffer holds whole rows")
+    let size = tiles.len() / POSITIONS;
+    ArrayViewMut2::from_shape((size / len, len), &mut tiles[xi * size..(xi + 1) * size])
+        .expect("a tile buffer holds 16 whole matrices")
 }
 
 /// Returns position `xi` of a column-major tile buffer (`[ξ][len][tile]`) as a
