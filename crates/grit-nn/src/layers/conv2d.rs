@@ -13,7 +13,7 @@ use super::buffer::{copy_into_buffer, reshape_buffer};
 use super::flatten::standard_layout;
 use super::label;
 use super::spatial::{AxisWindows, Padding, Span};
-use super::winograd::{self, TilePlan, TileScratch};
+use super::winograd::{self, TilePlan, TileSize};
 use crate::layer::check_tensor_size;
 use crate::{Layer, NnError, Result};
 
@@ -39,7 +39,6 @@ struct TileBuffers {
     output: Vec<f32>,
     /// The transformed input gradient.
     input_grad: Vec<f32>,
-    scratch: TileScratch,
 }
 
 /// Convolutions with fewer input channels than this use im2col even where Winograd's
@@ -47,9 +46,22 @@ struct TileBuffers {
 /// that many channels.
 ///
 /// NOTE: 8 is an estimate. Only the convnet's two convolutions were measured: 1 channel
-/// (im2col) and 32 channels, where Winograd took the forward pass from 4.3 to 3.1 ms per
-/// batch of 128 on two threads.
+/// (im2col) and 32 channels, where F(4×4, 3×3) took the forward pass from 4.3 to 3.2 ms
+/// and the backward pass from 7.3 to 5.6 ms per batch of 128 on two threads.
 const WINOGRAD_MIN_CHANNELS: usize = 8;
+
+/// The largest magnitude of an input, weight or output gradient that the Winograd path
+/// takes. Its transforms scale magnitudes by up to 100 before the products and up to 361
+/// after them, which leaves room for any sum of values up to 2⁶⁴ (about 1.8 · 10¹⁹), far
+/// beyond what training produces unless it diverges.
+const WINOGRAD_MAX_MAGNITUDE: f32 = 18_446_744_073_709_551_616.0;
+
+/// Returns whether every value is finite and at most [`WINOGRAD_MAX_MAGNITUDE`] in magnitude.
+fn winograd_safe(values: &[f32]) -> bool {
+    values
+        .par_chunks(block_len(values.len()))
+        .all(|part| part.iter().all(|v| v.abs() <= WINOGRAD_MAX_MAGNITUDE))
+}
 
 /// The size of the transformed tiles one block of images aims at on the Winograd path.
 const WINOGRAD_BLOCK_BYTES: usize = 2 * 1024 * 1024;
@@ -91,10 +103,13 @@ const MIN_BLOCKS: usize = 8;
 /// kernel width times larger, and the backward pass copies each block's patches again.
 ///
 /// A 3 × 3 kernel with stride 1 over at least 8 input channels takes Winograd's minimal
-/// filtering F(2×2, 3×3) instead, which needs 16 multiply-adds for every 2 × 2 outputs where
-/// im2col needs 36, in the forward pass and both gradients. Its results differ from im2col's
-/// in the last bits (within 1e-5 of `max(1, |value|)` in the tests), and they too are the
-/// same on any number of threads.
+/// filtering F(4×4, 3×3) instead (or F(2×2, 3×3) where partial tiles at the edges would
+/// make F(4×4, 3×3) compute more products), which needs 36 multiply-adds for every 4 × 4 outputs where
+/// im2col needs 144, in the forward pass and both gradients. Its results differ from
+/// im2col's in the last bits (within 1e-4 of `max(1, |value|)` in the tests), and they too
+/// are the same on any number of threads. A pass whose input, weights or output gradient
+/// holds an infinity, a NaN or a magnitude over 2⁶⁴ takes the im2col path, so such values
+/// spread exactly as in a direct convolution.
 ///
 /// ```
 /// use grit_nn::{Conv2D, Layer, Padding};
@@ -148,6 +163,8 @@ pub struct Conv2D {
     transformed_kernel: Vec<f32>,
     /// The Winograd-transformed kernel gradient, summed over the blocks.
     transformed_kernel_grad: Vec<f32>,
+    /// Whether the last forward pass took the Winograd path.
+    winograd_pass: bool,
 }
 
 /// The settings of a [`Conv2D`] layer, as saved in a model config.
@@ -241,6 +258,7 @@ impl Conv2D {
             winograd: None,
             transformed_kernel: Vec::new(),
             transformed_kernel_grad: Vec::new(),
+            winograd_pass: false,
         }
     }
 
@@ -311,14 +329,15 @@ impl Conv2D {
         Ok(())
     }
 
-    /// Returns how many images one block holds for a batch of `batch` images.
-    fn images_per_block(&self, batch: usize) -> usize {
-        let (bytes_per_image, block_bytes) = match &self.winograd {
+    /// Returns how many images one block holds for a batch of `batch` images, on the
+    /// Winograd path when `plan` is set and on the im2col path otherwise.
+    fn images_per_block(&self, batch: usize, plan: Option<&TilePlan>) -> usize {
+        let (bytes_per_image, block_bytes) = match plan {
             // The backward pass holds the input tiles, the gradient tiles and the input
             // gradient tiles at once.
             Some(plan) => (
                 plan.tiles_per_image()
-                    * winograd::POSITIONS
+                    * plan.positions()
                     * (2 * plan.channels + plan.filters)
                     * size_of::<f32>(),
                 WINOGRAD_BLOCK_BYTES,
@@ -333,9 +352,9 @@ impl Conv2D {
 
     /// Returns the number of values in one block's kernel gradient: the kernel's, or the
     /// transformed kernel's on the Winograd path.
-    fn kernel_grad_block_len(&self) -> usize {
-        match &self.winograd {
-            Some(plan) => winograd::POSITIONS * plan.channels * plan.filters,
+    fn kernel_grad_block_len(&self, plan: Option<&TilePlan>) -> usize {
+        match plan {
+            Some(plan) => plan.positions() * plan.channels * plan.filters,
             None => self.geometry.patch_len() * self.config.filters,
         }
     }
@@ -381,11 +400,22 @@ impl Conv2D {
         );
         let grad = grad.as_standard_layout();
         let grad = grad.as_slice().expect("a standard-layout gradient");
+        if batch == 0 {
+            self.kernel_grad.fill(0.0);
+            self.bias_grad.fill(0.0);
+            return Tensor::zeros(IxDyn(&self.geometry.input_shape(0)));
+        }
+        // The backward pass takes the forward pass's path unless the gradient could overflow
+        // Winograd's transforms.
+        let plan = self
+            .winograd
+            .as_ref()
+            .filter(|_| self.winograd_pass && winograd_safe(grad));
         let geometry = &self.geometry;
         let positions = geometry.positions_per_image();
         let patch_len = geometry.patch_len();
-        let kernel_len = self.kernel_grad_block_len();
-        let per_block = self.images_per_block(batch);
+        let kernel_len = self.kernel_grad_block_len(plan);
+        let per_block = self.images_per_block(batch, plan);
         let blocks = batch.div_ceil(per_block);
         let block_rows = per_block * positions;
         let use_bias = self.config.use_bias;
@@ -448,7 +478,6 @@ impl Conv2D {
             .view()
             .into_shape_with_order((patch_len, filters))
             .expect("the kernel is contiguous");
-        let plan = self.winograd.as_ref();
         let transformed_kernel = &self.transformed_kernel[..];
         work.into_par_iter().for_each(|block| {
             let rows = block.grad.len() / filters;
@@ -470,13 +499,12 @@ impl Conv2D {
                         input,
                         output,
                         input_grad,
-                        scratch,
                     } = tiles;
                     let tile_count = block.images.len() / geometry.image_len()
                         * plan.tiles_per_image()
-                        * winograd::POSITIONS;
+                        * plan.positions();
                     input.resize(tile_count * plan.channels, 0.0);
-                    winograd::transform_input(block.images, input, plan, scratch);
+                    winograd::transform_input(block.images, input, plan);
                     output.resize(tile_count * filters, 0.0);
                     let values = grad.as_slice().expect("a block is contiguous");
                     winograd::transform_output_grad(values, output, plan);
@@ -484,7 +512,7 @@ impl Conv2D {
                     if let Some(grad_images) = grad_images.take() {
                         input_grad.resize(tile_count * plan.channels, 0.0);
                         winograd::multiply_input_grad(output, transformed_kernel, input_grad, plan);
-                        winograd::add_input_grad(input_grad, grad_images, plan, scratch);
+                        winograd::add_input_grad(input_grad, grad_images, plan);
                     }
                 });
             } else {
@@ -745,15 +773,27 @@ impl Layer for Conv2D {
         let output_shape = vec![rows.output(), cols.output(), filters];
         let winograd_applies =
             kernel_size == (3, 3) && strides == (1, 1) && channels >= WINOGRAD_MIN_CHANNELS;
-        self.winograd = winograd_applies.then(|| TilePlan {
-            height,
-            width,
-            channels,
-            filters,
-            out_height: rows.output(),
-            out_width: cols.output(),
-            pad_top: rows.pad_before,
-            pad_left: cols.pad_before,
+        self.winograd = winograd_applies.then(|| {
+            let plan = |tile_size| TilePlan {
+                tile_size,
+                height,
+                width,
+                channels,
+                filters,
+                out_height: rows.output(),
+                out_width: cols.output(),
+                pad_top: rows.pad_before,
+                pad_left: cols.pad_before,
+            };
+            // The larger tiles need fewer products unless the partial tiles at the edges
+            // waste most of them; on a tie, the smaller tiles round less.
+            let (two, four) = (plan(TileSize::Two), plan(TileSize::Four));
+            let products = |plan: &TilePlan| plan.positions() * plan.tiles_per_image();
+            if products(&four) < products(&two) {
+                four
+            } else {
+                two
+            }
         });
         self.geometry = Geometry {
             rows,
@@ -789,7 +829,15 @@ impl Layer for Conv2D {
 
         let input = standard_layout(input);
         let values = input.as_slice().expect("a standard-layout input");
-        let per_block = self.images_per_block(batch);
+        // Winograd's transforms add and scale values before the products, so a huge,
+        // infinite or NaN input or weight would come out as NaN or infinity in more places
+        // than in a direct convolution; im2col computes such passes instead.
+        let kernel_values = self.kernel.as_slice().expect("a contiguous kernel");
+        let winograd_pass =
+            self.winograd.is_some() && winograd_safe(kernel_values) && winograd_safe(values);
+        self.winograd_pass = winograd_pass;
+        let plan = self.winograd.as_ref().filter(|_| winograd_pass);
+        let per_block = self.images_per_block(batch, plan);
         let geometry = &self.geometry;
         let positions = geometry.positions_per_image();
         let patch_len = geometry.patch_len();
@@ -821,9 +869,9 @@ impl Layer for Conv2D {
             .config
             .use_bias
             .then(|| self.bias.as_slice().expect("a contiguous bias"));
-        if let Some(plan) = &self.winograd {
+        if let Some(plan) = plan {
             self.transformed_kernel
-                .resize(winograd::POSITIONS * plan.channels * filters, 0.0);
+                .resize(plan.positions() * plan.channels * filters, 0.0);
             winograd::transform_kernel(
                 self.kernel.as_slice().expect("a contiguous kernel"),
                 &mut self.transformed_kernel,
@@ -843,20 +891,15 @@ impl Layer for Conv2D {
                 .zip(masks)
                 .for_each(|((images, out), mask)| {
                     TILES.with_borrow_mut(|tiles| {
-                        let TileBuffers {
-                            input,
-                            output,
-                            scratch,
-                            ..
-                        } = tiles;
+                        let TileBuffers { input, output, .. } = tiles;
                         let tile_count = images.len() / geometry.image_len()
                             * plan.tiles_per_image()
-                            * winograd::POSITIONS;
+                            * plan.positions();
                         input.resize(tile_count * plan.channels, 0.0);
-                        winograd::transform_input(images, input, plan, scratch);
+                        winograd::transform_input(images, input, plan);
                         output.resize(tile_count * filters, 0.0);
                         winograd::multiply_forward(input, transformed_kernel, output, plan);
-                        winograd::transform_output(output, out, mask, bias, relu, plan, scratch);
+                        winograd::transform_output(output, out, mask, bias, relu, plan);
                     });
                 });
         } else {
@@ -1092,42 +1135,47 @@ mod tests {
         }
     }
 
-    /// Winograd's F(2×2, 3×3) takes over 3 × 3 kernels with stride 1 and at least
-    /// `WINOGRAD_MIN_CHANNELS` input channels. Odd and even output sizes, a single tile and
-    /// both paddings exercise the partial tiles at the bottom and right edges. Tolerance 1e-5
-    /// of `max(1, |value|)`: about 100 f32 products per output, summed in another order.
+    /// Winograd's minimal filtering takes over 3 × 3 kernels with stride 1 and at least
+    /// `WINOGRAD_MIN_CHANNELS` input channels, with 2 × 2 or 4 × 4 output tiles. Odd and even
+    /// output sizes, a single tile and both paddings exercise the partial tiles at the bottom
+    /// and right edges. Tolerance: 1e-5 of `max(1, |value|)` for 2 × 2 tiles, whose
+    /// transforms only add and halve; 1e-4 for 4 × 4 tiles, whose coefficients go up to 8.
     #[test]
     fn winograd_forward_matches_direct_convolution() {
         let mut rng = Rng::new(21);
-        for (height, width, channels) in [(5, 7, 8), (6, 6, 9), (3, 3, 8), (4, 9, 12)] {
+        let shapes = [(5, 7, 8), (6, 6, 9), (3, 3, 8), (4, 9, 12), (13, 13, 32)];
+        for (height, width, channels) in shapes {
             for padding in [Padding::Valid, Padding::Same] {
                 for activation in [Activation::Linear, Activation::Relu] {
-                    let mut layer = Conv2D::new(5, (3, 3))
-                        .padding(padding)
-                        .activation(activation)
-                        .bias_initializer(Initializer::Constant { value: 0.25 });
-                    layer.build(&[height, width, channels], &mut rng).unwrap();
-                    assert!(layer.winograd.is_some(), "Winograd applies");
-                    let input = random_tensor(&[3, height, width, channels], &mut rng);
-                    let output = layer.forward(&input, true, &mut rng);
-                    let mut expected = direct_convolution(
-                        &input,
-                        &layer.kernel,
-                        layer.bias.as_slice().unwrap(),
-                        (1, 1),
-                        padding,
-                    );
-                    if activation == Activation::Relu {
-                        expected.mapv_inplace(|v| v.max(0.0));
-                    }
-                    assert_eq!(output.shape(), expected.shape());
-                    for (index, (a, e)) in output.iter().zip(expected.iter()).enumerate() {
-                        assert!(
-                            (a - e).abs() <= 1e-5 * e.abs().max(1.0),
-                            "input {:?}, {padding:?}, {activation:?}: value {index} is {a}, \
-                             expected {e}",
-                            (height, width, channels)
+                    for (tile_size, tolerance) in [(TileSize::Two, 1e-5), (TileSize::Four, 1e-4)] {
+                        let mut layer = Conv2D::new(5, (3, 3))
+                            .padding(padding)
+                            .activation(activation)
+                            .bias_initializer(Initializer::Constant { value: 0.25 });
+                        layer.build(&[height, width, channels], &mut rng).unwrap();
+                        let plan = layer.winograd.as_mut().expect("Winograd applies");
+                        plan.tile_size = tile_size;
+                        let input = random_tensor(&[3, height, width, channels], &mut rng);
+                        let output = layer.forward(&input, true, &mut rng);
+                        let mut expected = direct_convolution(
+                            &input,
+                            &layer.kernel,
+                            layer.bias.as_slice().unwrap(),
+                            (1, 1),
+                            padding,
                         );
+                        if activation == Activation::Relu {
+                            expected.mapv_inplace(|v| v.max(0.0));
+                        }
+                        assert_eq!(output.shape(), expected.shape());
+                        for (index, (a, e)) in output.iter().zip(expected.iter()).enumerate() {
+                            assert!(
+                                (a - e).abs() <= tolerance * e.abs().max(1.0),
+                                "input {:?}, {tile_size:?}, {padding:?}, {activation:?}: value \
+                                 {index} is {a}, expected {e}",
+                                (height, width, channels)
+                            );
+                        }
                     }
                 }
             }
@@ -1135,51 +1183,123 @@ mod tests {
     }
 
     /// The Winograd backward pass against the im2col one on the same layer and batch: input,
-    /// kernel and bias gradients within 1e-5 of `max(1, |gradient|)`.
+    /// kernel and bias gradients within the tolerances of the forward test.
     #[test]
     fn winograd_backward_matches_im2col() {
         let mut rng = Rng::new(22);
-        for (height, width, channels) in [(5, 7, 8), (6, 6, 9), (3, 3, 8)] {
+        for (height, width, channels) in [(5, 7, 8), (6, 6, 9), (3, 3, 8), (11, 10, 16)] {
             for padding in [Padding::Valid, Padding::Same] {
-                let mut winograd = Conv2D::new(6, (3, 3))
-                    .padding(padding)
-                    .activation(Activation::Relu);
-                winograd
-                    .build(&[height, width, channels], &mut rng)
-                    .unwrap();
-                assert!(winograd.winograd.is_some(), "Winograd applies");
-                let mut im2col = winograd.clone();
-                im2col.winograd = None;
+                for (tile_size, tolerance) in [(TileSize::Two, 1e-5), (TileSize::Four, 1e-4)] {
+                    let mut winograd = Conv2D::new(6, (3, 3))
+                        .padding(padding)
+                        .activation(Activation::Relu);
+                    winograd
+                        .build(&[height, width, channels], &mut rng)
+                        .unwrap();
+                    let mut im2col = winograd.clone();
+                    im2col.winograd = None;
+                    let plan = winograd.winograd.as_mut().expect("Winograd applies");
+                    plan.tile_size = tile_size;
 
-                let input = random_tensor(&[4, height, width, channels], &mut rng);
-                let output = winograd.forward(&input, true, &mut rng);
-                im2col.forward(&input, true, &mut rng);
-                let grad_output = random_tensor(output.shape(), &mut rng);
-                let pairs = [
-                    (
-                        "input",
-                        winograd.backward(&grad_output),
-                        im2col.backward(&grad_output),
-                    ),
-                    (
-                        "kernel",
-                        winograd.kernel_grad.clone(),
-                        im2col.kernel_grad.clone(),
-                    ),
-                    ("bias", winograd.bias_grad.clone(), im2col.bias_grad.clone()),
-                ];
-                for (what, actual, expected) in pairs {
-                    assert_eq!(actual.shape(), expected.shape(), "{what}");
-                    for (index, (a, e)) in actual.iter().zip(expected.iter()).enumerate() {
-                        assert!(
-                            (a - e).abs() <= 1e-5 * e.abs().max(1.0),
-                            "input {:?}, {padding:?}: {what} gradient {index} is {a}, \
-                             im2col gives {e}",
-                            (height, width, channels)
-                        );
+                    let input = random_tensor(&[4, height, width, channels], &mut rng);
+                    let output = winograd.forward(&input, true, &mut rng);
+                    im2col.forward(&input, true, &mut rng);
+                    let grad_output = random_tensor(output.shape(), &mut rng);
+                    let pairs = [
+                        (
+                            "input",
+                            winograd.backward(&grad_output),
+                            im2col.backward(&grad_output),
+                        ),
+                        (
+                            "kernel",
+                            winograd.kernel_grad.clone(),
+                            im2col.kernel_grad.clone(),
+                        ),
+                        ("bias", winograd.bias_grad.clone(), im2col.bias_grad.clone()),
+                    ];
+                    for (what, actual, expected) in pairs {
+                        assert_eq!(actual.shape(), expected.shape(), "{what}");
+                        for (index, (a, e)) in actual.iter().zip(expected.iter()).enumerate() {
+                            assert!(
+                                (a - e).abs() <= tolerance * e.abs().max(1.0),
+                                "input {:?}, {tile_size:?}, {padding:?}: {what} gradient \
+                                 {index} is {a}, im2col gives {e}",
+                                (height, width, channels)
+                            );
+                        }
                     }
                 }
             }
+        }
+    }
+
+    /// Infinite, NaN and huge values would spread through Winograd's transforms to outputs
+    /// and gradients that a direct convolution keeps finite, so such passes take the im2col
+    /// path, whose results they must match bit for bit.
+    #[test]
+    fn winograd_falls_back_for_extreme_values() {
+        let mut rng = Rng::new(23);
+        let mut winograd = Conv2D::new(3, (3, 3)).padding(Padding::Same);
+        winograd.build(&[5, 5, 8], &mut rng).unwrap();
+        assert!(winograd.winograd.is_some(), "Winograd applies");
+        let mut im2col = winograd.clone();
+        im2col.winograd = None;
+        let same_bits = |a: &Tensor, b: &Tensor| {
+            a.shape() == b.shape() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
+        };
+        for extreme in [f32::INFINITY, f32::NEG_INFINITY, f32::NAN, 1e38] {
+            let mut input = random_tensor(&[2, 5, 5, 8], &mut rng);
+            input[[0, 0, 0, 0]] = extreme;
+            let output = winograd.forward(&input, true, &mut rng);
+            let expected = im2col.forward(&input, true, &mut rng);
+            assert!(
+                same_bits(&output, &expected),
+                "{extreme} in the input: outputs differ"
+            );
+            let grad_output = random_tensor(output.shape(), &mut rng);
+            let grad_input = winograd.backward(&grad_output);
+            assert!(
+                same_bits(&grad_input, &im2col.backward(&grad_output)),
+                "{extreme} in the input: input gradients differ"
+            );
+            assert!(
+                same_bits(&winograd.kernel_grad, &im2col.kernel_grad),
+                "{extreme} in the input: kernel gradients differ"
+            );
+        }
+        let input = random_tensor(&[2, 5, 5, 8], &mut rng);
+        let output = winograd.forward(&input, true, &mut rng);
+        im2col.forward(&input, true, &mut rng);
+        let mut grad_output = random_tensor(output.shape(), &mut rng);
+        grad_output[[1, 4, 4, 2]] = f32::INFINITY;
+        assert!(
+            same_bits(
+                &winograd.backward(&grad_output),
+                &im2col.backward(&grad_output)
+            ),
+            "infinite output gradient: input gradients differ"
+        );
+        assert!(
+            same_bits(&winograd.kernel_grad, &im2col.kernel_grad),
+            "infinite output gradient: kernel gradients differ"
+        );
+    }
+
+    #[test]
+    fn empty_batch_backward_returns_empty_gradient() {
+        let mut rng = Rng::new(24);
+        for channels in [1, 8] {
+            let mut layer = Conv2D::new(4, (3, 3)).activation(Activation::Relu);
+            layer.build(&[5, 5, channels], &mut rng).unwrap();
+            let output = layer.forward(&Tensor::zeros(IxDyn(&[0, 5, 5, channels])), true, &mut rng);
+            assert_eq!(output.shape(), &[0, 3, 3, 4]);
+            let grad_input = layer.backward(&Tensor::zeros(IxDyn(&[0, 3, 3, 4])));
+            assert_eq!(grad_input.shape(), &[0, 5, 5, channels]);
+            assert!(
+                layer.kernel_grad.iter().all(|&g| g == 0.0),
+                "{channels} channels"
+            );
         }
     }
 

@@ -1,46 +1,233 @@
-//! Winograd's minimal filtering F(2×2, 3×3) for 3×3 convolutions with stride 1.
+//! Winograd's minimal filtering F(m×m, 3×3) for 3×3 convolutions with stride 1, with
+//! output tiles of m = 2 or m = 4.
 //!
-//! Each 2×2 block of outputs (a tile) comes from a 4×4 block of inputs. With the transforms
-//! of Lavin and Gray, "Fast Algorithms for Convolutional Neural Networks" (CVPR 2016), one
-//! output tile is
+//! Each m × m block of outputs (a tile) comes from an α × α block of inputs, α = m + 2. With
+//! the transforms of Lavin and Gray, "Fast Algorithms for Convolutional Neural Networks"
+//! (CVPR 2016), one output tile is
 //!
 //! ```text
 //! y = Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A
 //! ```
 //!
-//! for a 3×3 kernel slice `g` and a 4×4 input tile `d`. Summed over input channels, the
-//! element-wise products become 16 matrix products, one per position ξ of the 4×4 transformed
+//! for a 3×3 kernel slice `g` and an input tile `d`. Summed over input channels, the
+//! element-wise products become α² matrix products, one per position ξ of the transformed
 //! tile: `M[ξ] = V[ξ] · U[ξ]`, with `V` the transformed input tiles (rows: tiles, columns:
-//! channels) and `U` the transformed kernel (channels × filters). That is 16 multiply-adds for
-//! every 4 outputs of one channel pair, where im2col needs 36.
+//! channels) and `U` the transformed kernel (channels × filters). That is 16 multiply-adds
+//! for every 4 outputs of one channel pair with m = 2, and 36 for every 16 with m = 4, where
+//! im2col needs 9 per output.
 //!
 //! The backward pass differentiates the same identity. With `Z = A dy Aᵀ` the transformed
 //! output gradient of a tile,
 //!
 //! - the input gradient of a tile is `B (Σ_f Z ⊙ U) Bᵀ`, a product `Z[ξ] · U[ξ]ᵀ` per ξ,
-//!   added back onto the overlapping 4×4 input tiles;
+//!   added back onto the overlapping input tiles;
 //! - the kernel gradient is `Gᵀ (Σ_tiles Z ⊙ V) G`, a product `V[ξ]ᵀ · Z[ξ]` per ξ.
 //!
-//! Every product goes through ndarray's GEMM. The transforms use only additions and halving,
-//! so they round no worse than the sums of im2col, but the results differ from it in the last
-//! bits.
+//! Every product goes through ndarray's GEMM. The transforms add and scale values, so the
+//! results round differently from im2col's: in the tests they stay within 1e-5 of
+//! `max(1, |value|)` with m = 2, and within 1e-4 with m = 4, whose transforms have
+//! coefficients up to 8. The error grows with the largest value in a tile, not with each
+//! output's own terms.
 //!
-//! Buffers of tiles hold 16 matrices, one per ξ, each row-major with one row per tile
-//! (`[ξ][tile][channel]`), except the output gradient's, which is column-major
-//! (`[ξ][filter][tile]`). matrixmultiply (0.3.11) packs a left operand with whole-column
-//! copies only when its columns are contiguous, and otherwise one value at a time; with
-//! transposed layouts the products of one block of the convnet took up to twice as long
-//! (measured with `bench/` on the convnet's second convolution).
+//! Buffers of tiles hold α² matrices, one per ξ, each row-major with one row per tile
+//! (`[ξ][tile][channel or filter]`). matrixmultiply (0.3.11) packs a left operand with
+//! whole-column copies only when its columns are contiguous, and otherwise one value at a
+//! time, and it reads strided rows slowly; with tiles stored one after another
+//! (`[tile][ξ][channel]`), the products of one block took up to twice as long.
 
 use grit_tensor::ops::gemm_on_this_thread;
-use ndarray::{ArrayView2, ArrayViewMut2, ShapeBuilder};
+use multiversion::multiversion;
+use ndarray::{ArrayView2, ArrayViewMut2};
 
-/// The number of positions in a transformed tile (4 × 4).
-pub(crate) const POSITIONS: usize = 16;
+/// The kernel transform `G` of F(2×2, 3×3), with interpolation points 0, 1, -1 and ∞.
+#[rustfmt::skip]
+const F2_G: [[f32; 3]; 4] = [
+    [1.0, 0.0, 0.0],
+    [0.5, 0.5, 0.5],
+    [0.5, -0.5, 0.5],
+    [0.0, 0.0, 1.0],
+];
+
+/// The kernel transform `G` of F(4×4, 3×3), with interpolation points 0, 1, -1, 2, -2 and
+/// ∞.
+#[rustfmt::skip]
+const F4_G: [[f32; 3]; 6] = [
+    [1.0 / 4.0, 0.0, 0.0],
+    [-1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0],
+    [-1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0],
+    [1.0 / 24.0, 1.0 / 12.0, 1.0 / 6.0],
+    [1.0 / 24.0, -1.0 / 12.0, 1.0 / 6.0],
+    [0.0, 0.0, 1.0],
+];
+
+/// Returns the transpose of `matrix`.
+const fn transpose<const R: usize, const C: usize>(matrix: [[f32; C]; R]) -> [[f32; R]; C] {
+    let mut out = [[0.0; R]; C];
+    let mut i = 0;
+    while i < R {
+        let mut j = 0;
+        while j < C {
+            out[j][i] = matrix[i][j];
+            j += 1;
+        }
+        i += 1;
+    }
+    out
+}
+
+/// The transforms of one variant, applied along one line of a tile: `get(i)` returns input
+/// `i` of the line and `set(i, value)` takes output `i`. Written out term by term, so that
+/// the compiler multiplies by constants, leaves out the zeros and keeps the line in
+/// registers. Each output is summed left to right with every product rounded, as plain
+/// code rounds it on any CPU.
+trait Variant<const M: usize, const K: usize> {
+    /// `Bᵀ`: an input tile line of K values to K.
+    fn bt(d: &[Lanes; K]) -> [Lanes; K];
+    /// `B`: a line of the input gradient's transformed tile back to K input values.
+    fn b(v: &[Lanes; K]) -> [Lanes; K];
+    /// `Aᵀ`: a line of K products to M outputs.
+    fn at(m: &[Lanes; K]) -> [Lanes; M];
+    /// `A`: a line of M output gradients to K.
+    fn a(g: &[Lanes; M]) -> [Lanes; K];
+}
+
+/// Returns the lanes `f(0)`, …, `f(15)`.
+#[inline(always)]
+fn lanes(f: impl Fn(usize) -> f32) -> Lanes {
+    std::array::from_fn(f)
+}
+
+/// F(2×2, 3×3).
+struct F2;
+
+impl Variant<2, 4> for F2 {
+    #[inline(always)]
+    fn bt(d: &[Lanes; 4]) -> [Lanes; 4] {
+        let [d0, d1, d2, d3] = *d;
+        [
+            lanes(|l| d0[l] - d2[l]),
+            lanes(|l| d1[l] + d2[l]),
+            lanes(|l| d2[l] - d1[l]),
+            lanes(|l| d1[l] - d3[l]),
+        ]
+    }
+
+    #[inline(always)]
+    fn b(v: &[Lanes; 4]) -> [Lanes; 4] {
+        let [v0, v1, v2, v3] = *v;
+        [
+            v0,
+            lanes(|l| v1[l] - v2[l] + v3[l]),
+            lanes(|l| v1[l] + v2[l] - v0[l]),
+            lanes(|l| -v3[l]),
+        ]
+    }
+
+    #[inline(always)]
+    fn at(m: &[Lanes; 4]) -> [Lanes; 2] {
+        let [m0, m1, m2, m3] = *m;
+        [
+            lanes(|l| m0[l] + m1[l] + m2[l]),
+            lanes(|l| m1[l] - m2[l] - m3[l]),
+        ]
+    }
+
+    #[inline(always)]
+    fn a(g: &[Lanes; 2]) -> [Lanes; 4] {
+        let [g0, g1] = *g;
+        [
+            g0,
+            lanes(|l| g0[l] + g1[l]),
+            lanes(|l| g0[l] - g1[l]),
+            lanes(|l| -g1[l]),
+        ]
+    }
+}
+
+/// F(4×4, 3×3).
+struct F4;
+
+impl Variant<4, 6> for F4 {
+    #[inline(always)]
+    fn bt(d: &[Lanes; 6]) -> [Lanes; 6] {
+        let [d0, d1, d2, d3, d4, d5] = *d;
+        [
+            lanes(|l| 4.0 * d0[l] - 5.0 * d2[l] + d4[l]),
+            lanes(|l| -4.0 * d1[l] - 4.0 * d2[l] + d3[l] + d4[l]),
+            lanes(|l| 4.0 * d1[l] - 4.0 * d2[l] - d3[l] + d4[l]),
+            lanes(|l| -2.0 * d1[l] - d2[l] + 2.0 * d3[l] + d4[l]),
+            lanes(|l| 2.0 * d1[l] - d2[l] - 2.0 * d3[l] + d4[l]),
+            lanes(|l| 4.0 * d1[l] - 5.0 * d3[l] + d5[l]),
+        ]
+    }
+
+    #[inline(always)]
+    fn b(v: &[Lanes; 6]) -> [Lanes; 6] {
+        let [v0, v1, v2, v3, v4, v5] = *v;
+        [
+            lanes(|l| 4.0 * v0[l]),
+            lanes(|l| -4.0 * v1[l] + 4.0 * v2[l] - 2.0 * v3[l] + 2.0 * v4[l] + 4.0 * v5[l]),
+            lanes(|l| -5.0 * v0[l] - 4.0 * v1[l] - 4.0 * v2[l] - v3[l] - v4[l]),
+            lanes(|l| v1[l] - v2[l] + 2.0 * v3[l] - 2.0 * v4[l] - 5.0 * v5[l]),
+            lanes(|l| v0[l] + v1[l] + v2[l] + v3[l] + v4[l]),
+            v5,
+        ]
+    }
+
+    #[inline(always)]
+    fn at(m: &[Lanes; 6]) -> [Lanes; 4] {
+        let [m0, m1, m2, m3, m4, m5] = *m;
+        [
+            lanes(|l| m0[l] + m1[l] + m2[l] + m3[l] + m4[l]),
+            lanes(|l| m1[l] - m2[l] + 2.0 * m3[l] - 2.0 * m4[l]),
+            lanes(|l| m1[l] + m2[l] + 4.0 * m3[l] + 4.0 * m4[l]),
+            lanes(|l| m1[l] - m2[l] + 8.0 * m3[l] - 8.0 * m4[l] + m5[l]),
+        ]
+    }
+
+    #[inline(always)]
+    fn a(g: &[Lanes; 4]) -> [Lanes; 6] {
+        let [g0, g1, g2, g3] = *g;
+        [
+            g0,
+            lanes(|l| g0[l] + g1[l] + g2[l] + g3[l]),
+            lanes(|l| g0[l] - g1[l] + g2[l] - g3[l]),
+            lanes(|l| g0[l] + 2.0 * g1[l] + 4.0 * g2[l] + 8.0 * g3[l]),
+            lanes(|l| g0[l] - 2.0 * g1[l] + 4.0 * g2[l] - 8.0 * g3[l]),
+            g3,
+        ]
+    }
+}
+
+/// The output tile size of a Winograd convolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TileSize {
+    /// F(2×2, 3×3): 16 products for every 2 × 2 outputs.
+    Two,
+    /// F(4×4, 3×3): 36 products for every 4 × 4 outputs, 2.25 times fewer multiply-adds
+    /// than F(2×2, 3×3). Its transforms have coefficients up to 8, which round more.
+    Four,
+}
+
+impl TileSize {
+    /// Returns the side of an output tile, m.
+    fn output(self) -> usize {
+        match self {
+            TileSize::Two => 2,
+            TileSize::Four => 4,
+        }
+    }
+
+    /// Returns the side of an input tile, α = m + 2.
+    fn input(self) -> usize {
+        self.output() + 2
+    }
+}
 
 /// The placement of output tiles over one image, fixed when the layer is built.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct TilePlan {
+    pub tile_size: TileSize,
     pub height: usize,
     pub width: usize,
     pub channels: usize,
@@ -53,12 +240,17 @@ pub(crate) struct TilePlan {
 }
 
 impl TilePlan {
-    pub fn tile_rows(&self) -> usize {
-        self.out_height.div_ceil(2)
+    /// Returns the number of positions ξ in a transformed tile: α².
+    pub fn positions(&self) -> usize {
+        self.tile_size.input() * self.tile_size.input()
     }
 
-    pub fn tile_cols(&self) -> usize {
-        self.out_width.div_ceil(2)
+    fn tile_rows(&self) -> usize {
+        self.out_height.div_ceil(self.tile_size.output())
+    }
+
+    fn tile_cols(&self) -> usize {
+        self.out_width.div_ceil(self.tile_size.output())
     }
 
     pub fn tiles_per_image(&self) -> usize {
@@ -69,140 +261,125 @@ impl TilePlan {
         self.height * self.width * self.channels
     }
 
-    /// Returns the input index of position `offset` (0 to 3) of the tile that starts at
-    /// output position `tile_start`, or `None` in the padding.
+    /// Returns the input index of position `offset` of the tile that starts at output
+    /// position `tile_start`, or `None` in the padding.
     fn input_index(tile_start: usize, offset: usize, pad: usize, len: usize) -> Option<usize> {
         let padded = tile_start + offset;
         let index = padded.checked_sub(pad)?;
         (index < len).then_some(index)
     }
-}
 
-/// Per-thread scratch for one tile.
-#[derive(Debug, Default)]
-pub(crate) struct TileScratch {
-    tile: Vec<f32>,
-    half: Vec<f32>,
-}
-
-/// The number of tiles the output gradient's transform runs across at once: 16 floats, one
-/// cache line, per ξ and filter in the column-major result.
-const GROUP: usize = 16;
-
-impl TileScratch {
-    fn prepare(&mut self, vector_len: usize) {
-        self.tile.resize(POSITIONS * vector_len, 0.0);
-        self.half.resize(POSITIONS * vector_len, 0.0);
+    /// Returns, for every tile of a block, its image, tile row and tile column.
+    fn tiles(&self, images: usize) -> impl Iterator<Item = (usize, usize, usize)> + '_ {
+        (0..images).flat_map(move |image| {
+            (0..self.tile_rows())
+                .flat_map(move |row| (0..self.tile_cols()).map(move |col| (image, row, col)))
+        })
     }
 }
 
-fn add_to(out: &mut [f32], a: &[f32], b: &[f32]) {
-    for ((o, &a), &b) in out.iter_mut().zip(a).zip(b) {
-        *o = a + b;
+/// The number of values the transforms work on at once: one AVX-512 register of f32.
+const LANES: usize = 16;
+
+type Lanes = [f32; LANES];
+
+/// Returns `count` lanes of `source` from `start`, padded with zeros.
+///
+/// A copy of a length known only at run time compiles to a call to `memcpy`, which costs
+/// more than the 64 bytes it moves, so a full set of lanes is copied as a fixed-size array.
+#[inline(always)]
+fn load(source: &[f32], start: usize, count: usize) -> Lanes {
+    if count == LANES {
+        let lanes: &Lanes = source[start..start + LANES]
+            .try_into()
+            .expect("a slice of LANES values");
+        return *lanes;
+    }
+    let mut lanes = [0.0; LANES];
+    lanes[..count].copy_from_slice(&source[start..start + count]);
+    lanes
+}
+
+/// Writes the first `count` of `values` into `target` from `start`, like [`load`].
+#[inline(always)]
+fn store(target: &mut [f32], start: usize, values: &Lanes, count: usize) {
+    if count == LANES {
+        let lanes: &mut Lanes = (&mut target[start..start + LANES])
+            .try_into()
+            .expect("a slice of LANES values");
+        *lanes = *values;
+    } else {
+        target[start..start + count].copy_from_slice(&values[..count]);
     }
 }
 
-fn sub_to(out: &mut [f32], a: &[f32], b: &[f32]) {
-    for ((o, &a), &b) in out.iter_mut().zip(a).zip(b) {
-        *o = a - b;
-    }
-}
-
-fn vector(buffer: &[f32], index: usize, len: usize) -> &[f32] {
-    &buffer[index * len..(index + 1) * len]
-}
-
-fn vector_mut(buffer: &mut [f32], index: usize, len: usize) -> &mut [f32] {
-    &mut buffer[index * len..(index + 1) * len]
-}
-
-/// Applies `Bᵀ` along one axis of a 4 × 4 grid of vectors: `(d0 - d2, d1 + d2, d2 - d1,
-/// d1 - d3)`. `source_index(i, j)` and `target_index(i, j)` place element `j` of line `i` of
-/// the grid in `source` and `target` (counted in vectors of `len`), so the same function runs
-/// along rows or columns.
-fn input_transform_1d(
-    source: &[f32],
-    target: &mut [f32],
-    len: usize,
-    source_index: impl Fn(usize, usize) -> usize,
-    target_index: impl Fn(usize, usize) -> usize,
+/// Applies the 1-D transform `transform` to the line that `get(i)` returns, and hands
+/// output `i` to `set(i, value)`.
+#[inline(always)]
+fn apply<const N: usize, const R: usize>(
+    transform: impl Fn(&[Lanes; N]) -> [Lanes; R],
+    get: impl Fn(usize) -> Lanes,
+    mut set: impl FnMut(usize, Lanes),
 ) {
-    for line in 0..4 {
-        let d = |j: usize| vector(source, source_index(line, j), len);
-        sub_to(vector_mut(target, target_index(line, 0), len), d(0), d(2));
-        add_to(vector_mut(target, target_index(line, 1), len), d(1), d(2));
-        sub_to(vector_mut(target, target_index(line, 2), len), d(2), d(1));
-        sub_to(vector_mut(target, target_index(line, 3), len), d(1), d(3));
+    let out = transform(&std::array::from_fn(get));
+    for (i, value) in out.into_iter().enumerate() {
+        set(i, value);
     }
 }
 
 /// Writes `Bᵀ d B` of every input tile of `images` into `tiles` (`[ξ][tile][channel]`).
-pub(crate) fn transform_input(
-    images: &[f32],
-    tiles: &mut [f32],
-    plan: &TilePlan,
-    scratch: &mut TileScratch,
-) {
-    let channels = plan.channels;
-    scratch.prepare(channels);
-    let zeros = vec![0.0; channels];
-    let tile_count = tiles.len() / (POSITIONS * channels);
-    let mut tile = 0;
-    for image in images.chunks_exact(plan.image_len()) {
-        for tile_row in 0..plan.tile_rows() {
-            let input_rows = [0, 1, 2, 3]
-                .map(|y| TilePlan::input_index(2 * tile_row, y, plan.pad_top, plan.height));
-            for tile_col in 0..plan.tile_cols() {
-                // Along the tile's columns (y), reading the image in place: column x of
-                // the tile becomes `half[4·i + x]`.
-                for x in 0..4 {
-                    let input_col =
-                        TilePlan::input_index(2 * tile_col, x, plan.pad_left, plan.width);
-                    let d = input_rows.map(|input_row| match (input_row, input_col) {
-                        (Some(row), Some(col)) => {
-                            let start = (row * plan.width + col) * channels;
-                            &image[start..start + channels]
-                        }
-                        _ => &zeros[..],
-                    });
-                    let half = &mut scratch.half;
-                    sub_to(vector_mut(half, x, channels), d[0], d[2]);
-                    add_to(vector_mut(half, 4 + x, channels), d[1], d[2]);
-                    sub_to(vector_mut(half, 8 + x, channels), d[2], d[1]);
-                    sub_to(vector_mut(half, 12 + x, channels), d[1], d[3]);
-                }
-                // Along its rows (x), into row `tile` of each ξ's matrix.
-                input_transform_1d(
-                    &scratch.half,
-                    tiles,
-                    channels,
-                    |y, x| y * 4 + x,
-                    |y, x| (y * 4 + x) * tile_count + tile,
-                );
-                tile += 1;
-            }
-        }
+#[multiversion(targets("x86_64+avx512f+avx512vl", "x86_64+avx2"))]
+pub(crate) fn transform_input(images: &[f32], tiles: &mut [f32], plan: &TilePlan) {
+    match plan.tile_size {
+        TileSize::Two => transform_input_simd::<F2, 2, 4>(images, tiles, plan),
+        TileSize::Four => transform_input_simd::<F4, 4, 6>(images, tiles, plan),
     }
 }
 
-/// Applies `Aᵀ` along one axis: four lines of four vectors become two lines,
-/// `(m0 + m1 + m2, m1 - m2 - m3)`, with the indices of [`input_transform_1d`].
-fn output_transform_1d(
-    source: &[f32],
-    target: &mut [f32],
-    len: usize,
-    source_index: impl Fn(usize, usize) -> usize,
-    target_index: impl Fn(usize, usize) -> usize,
+#[inline(always)]
+fn transform_input_simd<V: Variant<M, K>, const M: usize, const K: usize>(
+    images: &[f32],
+    tiles: &mut [f32],
+    plan: &TilePlan,
 ) {
-    for line in 0..4 {
-        let m = |j: usize| vector(source, source_index(line, j), len);
-        let first = vector_mut(target, target_index(line, 0), len);
-        for (((o, &a), &b), &c) in first.iter_mut().zip(m(0)).zip(m(1)).zip(m(2)) {
-            *o = a + b + c;
-        }
-        let second = vector_mut(target, target_index(line, 1), len);
-        for (((o, &b), &c), &d) in second.iter_mut().zip(m(1)).zip(m(2)).zip(m(3)) {
-            *o = b - c - d;
+    let channels = plan.channels;
+    let image_len = plan.image_len();
+    let tile_count = tiles.len() / (K * K * channels);
+    let mut half = [[[0.0; LANES]; K]; K];
+    for (tile, (image, tile_row, tile_col)) in plan.tiles(images.len() / image_len).enumerate() {
+        let image = &images[image * image_len..(image + 1) * image_len];
+        let rows: [Option<usize>; K] = std::array::from_fn(|y| {
+            TilePlan::input_index(M * tile_row, y, plan.pad_top, plan.height)
+        });
+        let cols: [Option<usize>; K] = std::array::from_fn(|x| {
+            TilePlan::input_index(M * tile_col, x, plan.pad_left, plan.width)
+        });
+        for first in (0..channels).step_by(LANES) {
+            let count = LANES.min(channels - first);
+            // Down every column of the tile, reading the image in place.
+            for (x, col) in cols.iter().enumerate() {
+                apply(
+                    V::bt,
+                    |y| match (rows[y], col) {
+                        (Some(row), Some(col)) => {
+                            load(image, (row * plan.width + col) * channels + first, count)
+                        }
+                        _ => [0.0; LANES],
+                    },
+                    |i, value| half[i][x] = value,
+                );
+            }
+            // Along every row, into row `tile` of each ξ's matrix.
+            for (i, line) in half.iter().enumerate() {
+                apply(
+                    V::bt,
+                    |x| line[x],
+                    |j, value| {
+                        let start = ((i * K + j) * tile_count + tile) * channels + first;
+                        store(tiles, start, &value, count);
+                    },
+                );
+            }
         }
     }
 }
@@ -210,6 +387,7 @@ fn output_transform_1d(
 /// Writes `Aᵀ M A` of every tile in `products` (`[ξ][tile][filter]`) into the output images,
 /// adding `bias` and, with `relu`, applying ReLU and filling `mask` (empty when not kept)
 /// with whether each output is positive. Outputs past the image edge are dropped.
+#[multiversion(targets("x86_64+avx512f+avx512vl", "x86_64+avx2"))]
 pub(crate) fn transform_output(
     products: &[f32],
     output: &mut [f32],
@@ -217,248 +395,208 @@ pub(crate) fn transform_output(
     bias: Option<&[f32]>,
     relu: bool,
     plan: &TilePlan,
-    scratch: &mut TileScratch,
+) {
+    match plan.tile_size {
+        TileSize::Two => {
+            transform_output_simd::<F2, 2, 4>(products, output, mask, bias, relu, plan)
+        }
+        TileSize::Four => {
+            transform_output_simd::<F4, 4, 6>(products, output, mask, bias, relu, plan)
+        }
+    }
+}
+
+#[inline(always)]
+fn transform_output_simd<V: Variant<M, K>, const M: usize, const K: usize>(
+    products: &[f32],
+    output: &mut [f32],
+    mask: &mut [bool],
+    bias: Option<&[f32]>,
+    relu: bool,
+    plan: &TilePlan,
 ) {
     let filters = plan.filters;
-    scratch.prepare(filters);
     let image_len = plan.out_height * plan.out_width * filters;
-    let tile_count = products.len() / (POSITIONS * filters);
-    let mut tile = 0;
-    for (image_index, image) in output.chunks_exact_mut(image_len).enumerate() {
-        for tile_row in 0..plan.tile_rows() {
-            for tile_col in 0..plan.tile_cols() {
-                // Along y: lines are columns x, giving rows 0 and 1 of `half`. Along x: lines
-                // are those two rows, giving outputs (y, 0) and (y, 1) at 4·y and 4·y + 1.
-                output_transform_1d(
-                    products,
-                    &mut scratch.half,
-                    filters,
-                    |x, y| (y * 4 + x) * tile_count + tile,
-                    |x, y| y * 4 + x,
+    let tile_count = products.len() / (K * K * filters);
+    let mut half = [[[0.0; LANES]; K]; M];
+    for (tile, (image, tile_row, tile_col)) in plan.tiles(output.len() / image_len).enumerate() {
+        for first in (0..filters).step_by(LANES) {
+            let count = LANES.min(filters - first);
+            let bias = bias.map_or([0.0; LANES], |bias| load(bias, first, count));
+            // Down every column of the products, keeping the M output rows.
+            #[expect(
+                clippy::needless_range_loop,
+                reason = "the index picks a column of `half`"
+            )]
+            for x in 0..K {
+                apply(
+                    V::at,
+                    |y| {
+                        load(
+                            products,
+                            ((y * K + x) * tile_count + tile) * filters + first,
+                            count,
+                        )
+                    },
+                    |i, value| half[i][x] = value,
                 );
-                tile += 1;
-                for y in 0..2 {
-                    let source = &scratch.half[y * 4 * filters..(y + 1) * 4 * filters];
-                    output_transform_1d_line(source, &mut scratch.tile, filters, y);
+            }
+            for (i, line) in half.iter().enumerate() {
+                let row = M * tile_row + i;
+                if row >= plan.out_height {
+                    break;
                 }
-                for y in 0..2 {
-                    let row = 2 * tile_row + y;
-                    if row >= plan.out_height {
-                        break;
-                    }
-                    for x in 0..2 {
-                        let col = 2 * tile_col + x;
+                apply(
+                    V::at,
+                    |x| line[x],
+                    |j, sums| {
+                        let col = M * tile_col + j;
                         if col >= plan.out_width {
-                            break;
+                            return;
                         }
-                        let start = (row * plan.out_width + col) * filters;
-                        let out = &mut image[start..start + filters];
-                        finish_output(out, vector(&scratch.tile, y * 4 + x, filters), bias, relu);
+                        let mut values = lanes(|l| sums[l] + bias[l]);
+                        if relu {
+                            values = values.map(grit_tensor::activation::relu);
+                        }
+                        let start =
+                            image * image_len + (row * plan.out_width + col) * filters + first;
+                        store(output, start, &values, count);
                         if !mask.is_empty() {
-                            let start = image_index * image_len + start;
-                            for (keep, &value) in mask[start..start + filters].iter_mut().zip(&*out)
-                            {
+                            let keep = mask[start..start + count].iter_mut().zip(&values);
+                            for (keep, &value) in keep {
                                 *keep = value > 0.0;
                             }
                         }
-                    }
-                }
+                    },
+                );
             }
         }
     }
 }
 
-/// Applies `Aᵀ` to one line of four vectors (`source`), writing the two results at
-/// positions `4·line` and `4·line + 1` of `target`.
-fn output_transform_1d_line(source: &[f32], target: &mut [f32], len: usize, line: usize) {
-    let m = |j: usize| vector(source, j, len);
-    let first = vector_mut(target, line * 4, len);
-    for (((o, &a), &b), &c) in first.iter_mut().zip(m(0)).zip(m(1)).zip(m(2)) {
-        *o = a + b + c;
-    }
-    let second = vector_mut(target, line * 4 + 1, len);
-    for (((o, &b), &c), &d) in second.iter_mut().zip(m(1)).zip(m(2)).zip(m(3)) {
-        *o = b - c - d;
-    }
-}
-
-/// Writes `sums` plus `bias` into `out`, through ReLU when `relu` is set. One loop for the
-/// three steps, because a plain copy compiles to a call to `memcpy`, which costs more than
-/// the copy for 64 values.
-fn finish_output(out: &mut [f32], sums: &[f32], bias: Option<&[f32]>, relu: bool) {
-    match (bias, relu) {
-        (Some(bias), true) => {
-            for ((o, &sum), &b) in out.iter_mut().zip(sums).zip(bias) {
-                *o = grit_tensor::activation::relu(sum + b);
-            }
-        }
-        (Some(bias), false) => {
-            for ((o, &sum), &b) in out.iter_mut().zip(sums).zip(bias) {
-                *o = sum + b;
-            }
-        }
-        (None, true) => {
-            for (o, &sum) in out.iter_mut().zip(sums) {
-                *o = grit_tensor::activation::relu(sum);
-            }
-        }
-        (None, false) => out.copy_from_slice(sums),
-    }
-}
-
-/// Writes `A dy Aᵀ` for every 2 × 2 tile of `grad` (output gradients of whole images,
-/// zero past the image edge) into `tiles`, column-major: `[ξ][filter][tile]`.
-///
-/// The input gradient's products read these tiles as their left operand, whose packing in
-/// matrixmultiply copies whole columns only when they are contiguous; row-major tiles made
-/// those products about twice as slow. So the transform runs across [`GROUP`] tiles at once,
-/// one filter at a time, and stores 16 contiguous values per ξ.
+/// Writes `A dy Aᵀ` for every m × m tile of `grad` (output gradients of whole images,
+/// zero past the image edge) into `tiles` (`[ξ][tile][filter]`).
+#[multiversion(targets("x86_64+avx512f+avx512vl", "x86_64+avx2"))]
 pub(crate) fn transform_output_grad(grad: &[f32], tiles: &mut [f32], plan: &TilePlan) {
-    const PADDING: usize = usize::MAX;
-    let filters = plan.filters;
-    let tile_count = tiles.len() / (POSITIONS * filters);
-    let image_len = plan.out_height * plan.out_width * filters;
-    // For each tile of the group, where its gradients g(y, x) start in `grad`, at index
-    // 2·y + x, or `PADDING` past the image edge.
-    let mut starts = [[PADDING; 4]; GROUP];
-    for first in (0..tile_count).step_by(GROUP) {
-        let count = GROUP.min(tile_count - first);
-        for (offset, tile_starts) in starts[..count].iter_mut().enumerate() {
-            let tile = first + offset;
-            let image = tile / plan.tiles_per_image();
-            let within = tile % plan.tiles_per_image();
-            let (tile_row, tile_col) = (within / plan.tile_cols(), within % plan.tile_cols());
-            for (index, start) in tile_starts.iter_mut().enumerate() {
-                let (row, col) = (2 * tile_row + index / 2, 2 * tile_col + index % 2);
-                *start = if row < plan.out_height && col < plan.out_width {
-                    image * image_len + (row * plan.out_width + col) * filters
-                } else {
-                    PADDING
-                };
-            }
-        }
-        for filter in 0..filters {
-            let mut g = [[0.0f32; GROUP]; 4];
-            for (lane, tile_starts) in starts[..count].iter().enumerate() {
-                for (values, &start) in g.iter_mut().zip(tile_starts) {
-                    if start != PADDING {
-                        values[lane] = grad[start + filter];
-                    }
-                }
-            }
-            // Along y: column x of (g(0, x), g(1, x)) becomes h[i][x] for i in 0..4.
-            let columns = [
-                grad_transform_lanes(&g[0], &g[2]),
-                grad_transform_lanes(&g[1], &g[3]),
-            ];
-            // Along x: row i of (h[i][0], h[i][1]) becomes ξ = 4·i + j.
-            for (i, (first_column, second_column)) in columns[0].iter().zip(&columns[1]).enumerate()
-            {
-                let row = grad_transform_lanes(first_column, second_column);
-                for (j, values) in row.iter().enumerate() {
-                    let column = (4 * i + j) * filters + filter;
-                    tiles[column * tile_count + first..][..count].copy_from_slice(&values[..count]);
-                }
-            }
-        }
+    match plan.tile_size {
+        TileSize::Two => transform_output_grad_simd::<F2, 2, 4>(grad, tiles, plan),
+        TileSize::Four => transform_output_grad_simd::<F4, 4, 6>(grad, tiles, plan),
     }
 }
 
-/// Applies `A` to two lanes of values: `(g0, g0 + g1, g0 - g1, -g1)`.
-fn grad_transform_lanes(g0: &[f32; GROUP], g1: &[f32; GROUP]) -> [[f32; GROUP]; 4] {
-    let mut out = [[0.0; GROUP]; 4];
-    for lane in 0..GROUP {
-        out[0][lane] = g0[lane];
-        out[1][lane] = g0[lane] + g1[lane];
-        out[2][lane] = g0[lane] - g1[lane];
-        out[3][lane] = -g1[lane];
-    }
-    out
-}
-
-/// Applies `B` along one axis of a 4 × 4 grid of vectors: `(v0, v1 - v2 + v3, v1 + v2 - v0,
-/// -v3)`, with the indices of [`input_transform_1d`].
-fn input_grad_transform_1d(
-    source: &[f32],
-    target: &mut [f32],
-    len: usize,
-    source_index: impl Fn(usize, usize) -> usize,
-    target_index: impl Fn(usize, usize) -> usize,
+#[inline(always)]
+fn transform_output_grad_simd<V: Variant<M, K>, const M: usize, const K: usize>(
+    grad: &[f32],
+    tiles: &mut [f32],
+    plan: &TilePlan,
 ) {
-    for line in 0..4 {
-        let v = |j: usize| vector(source, source_index(line, j), len);
-        vector_mut(target, target_index(line, 0), len).copy_from_slice(v(0));
-        let second = vector_mut(target, target_index(line, 1), len);
-        for (((o, &b), &c), &d) in second.iter_mut().zip(v(1)).zip(v(2)).zip(v(3)) {
-            *o = b - c + d;
-        }
-        let third = vector_mut(target, target_index(line, 2), len);
-        for (((o, &a), &b), &c) in third.iter_mut().zip(v(0)).zip(v(1)).zip(v(2)) {
-            *o = b + c - a;
-        }
-        for (o, &d) in vector_mut(target, target_index(line, 3), len)
-            .iter_mut()
-            .zip(v(3))
-        {
-            *o = -d;
+    let filters = plan.filters;
+    let image_len = plan.out_height * plan.out_width * filters;
+    let tile_count = tiles.len() / (K * K * filters);
+    let mut half = [[[0.0; LANES]; M]; K];
+    for (tile, (image, tile_row, tile_col)) in plan.tiles(grad.len() / image_len).enumerate() {
+        for first in (0..filters).step_by(LANES) {
+            let count = LANES.min(filters - first);
+            // Down every column of the gradient tile, zero past the image edge.
+            #[expect(
+                clippy::needless_range_loop,
+                reason = "the index picks a column of `half`"
+            )]
+            for x in 0..M {
+                let col = M * tile_col + x;
+                apply(
+                    V::a,
+                    |y| {
+                        let row = M * tile_row + y;
+                        if row < plan.out_height && col < plan.out_width {
+                            let start =
+                                image * image_len + (row * plan.out_width + col) * filters + first;
+                            load(grad, start, count)
+                        } else {
+                            [0.0; LANES]
+                        }
+                    },
+                    |i, value| half[i][x] = value,
+                );
+            }
+            for (i, line) in half.iter().enumerate() {
+                apply(
+                    V::a,
+                    |x| line[x],
+                    |j, value| {
+                        let start = ((i * K + j) * tile_count + tile) * filters + first;
+                        store(tiles, start, &value, count);
+                    },
+                );
+            }
         }
     }
 }
 
-/// Writes `B dV Bᵀ` of every tile in `tiles` (`[ξ][tile][channel]`) back onto the 4 × 4
+/// Writes `B dV Bᵀ` of every tile in `tiles` (`[ξ][tile][channel]`) back onto the α × α
 /// input positions the tile came from, adding where tiles overlap. Positions in the padding
 /// are dropped. `grad_images` must start at zero.
-pub(crate) fn add_input_grad(
+#[multiversion(targets("x86_64+avx512f+avx512vl", "x86_64+avx2"))]
+pub(crate) fn add_input_grad(tiles: &[f32], grad_images: &mut [f32], plan: &TilePlan) {
+    match plan.tile_size {
+        TileSize::Two => add_input_grad_simd::<F2, 2, 4>(tiles, grad_images, plan),
+        TileSize::Four => add_input_grad_simd::<F4, 4, 6>(tiles, grad_images, plan),
+    }
+}
+
+#[inline(always)]
+fn add_input_grad_simd<V: Variant<M, K>, const M: usize, const K: usize>(
     tiles: &[f32],
     grad_images: &mut [f32],
     plan: &TilePlan,
-    scratch: &mut TileScratch,
 ) {
     let channels = plan.channels;
-    scratch.prepare(channels);
-    let tile_count = tiles.len() / (POSITIONS * channels);
-    let mut tile = 0;
-    for image in grad_images.chunks_exact_mut(plan.image_len()) {
-        for tile_row in 0..plan.tile_rows() {
-            for tile_col in 0..plan.tile_cols() {
-                input_grad_transform_1d(
-                    tiles,
-                    &mut scratch.half,
-                    channels,
-                    |x, y| (y * 4 + x) * tile_count + tile,
-                    |x, y| y * 4 + x,
+    let image_len = plan.image_len();
+    let tile_count = tiles.len() / (K * K * channels);
+    let mut half = [[[0.0; LANES]; K]; K];
+    let tile_list = plan.tiles(grad_images.len() / image_len);
+    for (tile, (image, tile_row, tile_col)) in tile_list.enumerate() {
+        let image_start = image * image_len;
+        for first in (0..channels).step_by(LANES) {
+            let count = LANES.min(channels - first);
+            // Down every column of the transformed tile.
+            #[expect(
+                clippy::needless_range_loop,
+                reason = "the index picks a column of `half`"
+            )]
+            for j in 0..K {
+                apply(
+                    V::b,
+                    |i| {
+                        load(
+                            tiles,
+                            ((i * K + j) * tile_count + tile) * channels + first,
+                            count,
+                        )
+                    },
+                    |y, value| half[y][j] = value,
                 );
-                input_grad_transform_1d(
-                    &scratch.half,
-                    &mut scratch.tile,
-                    channels,
-                    |y, x| y * 4 + x,
-                    |y, x| y * 4 + x,
-                );
-                tile += 1;
-                for y in 0..4 {
-                    let Some(row) =
-                        TilePlan::input_index(2 * tile_row, y, plan.pad_top, plan.height)
-                    else {
-                        continue;
-                    };
-                    for x in 0..4 {
+            }
+            for (y, line) in half.iter().enumerate() {
+                let Some(row) = TilePlan::input_index(M * tile_row, y, plan.pad_top, plan.height)
+                else {
+                    continue;
+                };
+                apply(
+                    V::b,
+                    |j| line[j],
+                    |x, value| {
                         let Some(col) =
-                            TilePlan::input_index(2 * tile_col, x, plan.pad_left, plan.width)
+                            TilePlan::input_index(M * tile_col, x, plan.pad_left, plan.width)
                         else {
-                            continue;
+                            return;
                         };
-                        let start = (row * plan.width + col) * channels;
-                        let target = &mut image[start..start + channels];
-                        for (t, &g) in
-                            target
-                                .iter_mut()
-                                .zip(vector(&scratch.tile, y * 4 + x, channels))
-                        {
-                            *t += g;
-                        }
-                    }
-                }
+                        let start = image_start + (row * plan.width + col) * channels + first;
+                        let current = load(grad_images, start, count);
+                        let sum = lanes(|l| current[l] + value[l]);
+                        store(grad_images, start, &sum, count);
+                    },
+                );
             }
         }
     }
@@ -467,44 +605,10 @@ pub(crate) fn add_input_grad(
 /// Writes `G g Gᵀ` of a `(3, 3, channels, filters)` kernel into `transformed`
 /// (`[ξ][channel][filter]`).
 pub(crate) fn transform_kernel(kernel: &[f32], transformed: &mut [f32], plan: &TilePlan) {
-    let len = plan.channels * plan.filters;
-    // `G` along the kernel's rows: column x of three vectors becomes four at `half[4·x + i]`.
-    let mut half = vec![0.0; 12 * len];
-    for x in 0..3 {
-        let g = |y: usize| vector(kernel, y * 3 + x, len);
-        kernel_transform_1d(
-            g(0),
-            g(1),
-            g(2),
-            &mut half[4 * x * len..4 * (x + 1) * len],
-            len,
-        );
+    match plan.tile_size {
+        TileSize::Two => transform_grid(kernel, transformed, &F2_G),
+        TileSize::Four => transform_grid(kernel, transformed, &F4_G),
     }
-    // `G` along the columns: for row i, the three vectors half[4·x + i] become ξ = 4·i + j.
-    for i in 0..4 {
-        let h = |x: usize| vector(&half, 4 * x + i, len);
-        kernel_transform_1d(
-            h(0),
-            h(1),
-            h(2),
-            &mut transformed[4 * i * len..4 * (i + 1) * len],
-            len,
-        );
-    }
-}
-
-/// Applies `G` to three vectors: `(g0, (g0 + g1 + g2) / 2, (g0 - g1 + g2) / 2, g2)`.
-fn kernel_transform_1d(g0: &[f32], g1: &[f32], g2: &[f32], target: &mut [f32], len: usize) {
-    vector_mut(target, 0, len).copy_from_slice(g0);
-    let second = vector_mut(target, 1, len);
-    for (((o, &a), &b), &c) in second.iter_mut().zip(g0).zip(g1).zip(g2) {
-        *o = 0.5 * (a + b + c);
-    }
-    let third = vector_mut(target, 2, len);
-    for (((o, &a), &b), &c) in third.iter_mut().zip(g0).zip(g1).zip(g2) {
-        *o = 0.5 * (a - b + c);
-    }
-    vector_mut(target, 3, len).copy_from_slice(g2);
 }
 
 /// Writes `Gᵀ H G` of the transformed kernel gradient `transformed` (`[ξ][channel][filter]`)
@@ -514,66 +618,67 @@ pub(crate) fn kernel_grad_from_transformed(
     kernel_grad: &mut [f32],
     plan: &TilePlan,
 ) {
-    let len = plan.channels * plan.filters;
-    // `Gᵀ` along ξ's rows: column j of four vectors becomes three at `half[3·j + y]`.
-    let mut half = vec![0.0; 12 * len];
-    for j in 0..4 {
-        let h = |i: usize| vector(transformed, 4 * i + j, len);
-        kernel_grad_transform_1d(
-            [h(0), h(1), h(2), h(3)],
-            &mut half[3 * j * len..3 * (j + 1) * len],
-            len,
-        );
-    }
-    // `Gᵀ` along the columns: for kernel row y, half[3·j + y] becomes (y, x) for x in 0..3.
-    for y in 0..3 {
-        let h = |j: usize| vector(&half, 3 * j + y, len);
-        kernel_grad_transform_1d(
-            [h(0), h(1), h(2), h(3)],
-            &mut kernel_grad[3 * y * len..3 * (y + 1) * len],
-            len,
-        );
+    const F2_GT: [[f32; 4]; 3] = transpose(F2_G);
+    const F4_GT: [[f32; 6]; 3] = transpose(F4_G);
+    match plan.tile_size {
+        TileSize::Two => transform_grid(transformed, kernel_grad, &F2_GT),
+        TileSize::Four => transform_grid(transformed, kernel_grad, &F4_GT),
     }
 }
 
-/// Applies `Gᵀ` to four vectors: `(h0 + (h1 + h2) / 2, (h1 - h2) / 2, (h1 + h2) / 2 + h3)`.
-fn kernel_grad_transform_1d(h: [&[f32]; 4], target: &mut [f32], len: usize) {
-    let first = vector_mut(target, 0, len);
-    for (((o, &a), &b), &c) in first.iter_mut().zip(h[0]).zip(h[1]).zip(h[2]) {
-        *o = a + 0.5 * (b + c);
+/// Writes `P X Pᵀ` for the K × K grid of vectors `X` stored one after the other in `source`,
+/// with `P` the R × K `matrix`, as R × R vectors one after the other into `target`. For the
+/// kernel and its gradient, which are small, so this plain version suffices.
+fn transform_grid<const K: usize, const R: usize>(
+    source: &[f32],
+    target: &mut [f32],
+    matrix: &[[f32; K]; R],
+) {
+    let len = source.len() / (K * K);
+    let mut half = vec![0.0; R * K * len];
+    // Down the columns: half[i][x] = Σ_y P[i][y] · X[y][x].
+    for (i, coefficients) in matrix.iter().enumerate() {
+        for x in 0..K {
+            let out = &mut half[(i * K + x) * len..(i * K + x + 1) * len];
+            for (y, &c) in coefficients.iter().enumerate() {
+                let values = &source[(y * K + x) * len..(y * K + x + 1) * len];
+                for (o, &v) in out.iter_mut().zip(values) {
+                    *o += c * v;
+                }
+            }
+        }
     }
-    let second = vector_mut(target, 1, len);
-    for ((o, &b), &c) in second.iter_mut().zip(h[1]).zip(h[2]) {
-        *o = 0.5 * (b - c);
-    }
-    let third = vector_mut(target, 2, len);
-    for (((o, &b), &c), &d) in third.iter_mut().zip(h[1]).zip(h[2]).zip(h[3]) {
-        *o = 0.5 * (b + c) + d;
+    // Along the rows: out[i][j] = Σ_x P[j][x] · half[i][x].
+    target.fill(0.0);
+    for i in 0..R {
+        for (j, coefficients) in matrix.iter().enumerate() {
+            let out = &mut target[(i * R + j) * len..(i * R + j + 1) * len];
+            for (x, &c) in coefficients.iter().enumerate() {
+                let values = &half[(i * K + x) * len..(i * K + x + 1) * len];
+                for (o, &v) in out.iter_mut().zip(values) {
+                    *o += c * v;
+                }
+            }
+        }
     }
 }
 
 /// Returns the matrix of position `xi` in a tile buffer (`[ξ][tile][len]`), `(tiles, len)`.
-fn position_view(tiles: &[f32], xi: usize, len: usize) -> ArrayView2<'_, f32> {
-    let size = tiles.len() / POSITIONS;
+fn position_view(tiles: &[f32], xi: usize, len: usize, positions: usize) -> ArrayView2<'_, f32> {
+    let size = tiles.len() / positions;
     ArrayView2::from_shape((size / len, len), &tiles[xi * size..(xi + 1) * size])
-        .expect("a tile buffer holds 16 whole matrices")
+        .expect("a tile buffer holds one whole matrix per position")
 }
 
-fn position_view_mut(tiles: &mut [f32], xi: usize, len: usize) -> ArrayViewMut2<'_, f32> {
-    let size = tiles.len() / POSITIONS;
+fn position_view_mut(
+    tiles: &mut [f32],
+    xi: usize,
+    len: usize,
+    positions: usize,
+) -> ArrayViewMut2<'_, f32> {
+    let size = tiles.len() / positions;
     ArrayViewMut2::from_shape((size / len, len), &mut tiles[xi * size..(xi + 1) * size])
-        .expect("a tile buffer holds 16 whole matrices")
-}
-
-/// Returns position `xi` of a column-major tile buffer (`[ξ][len][tile]`) as a
-/// `(tiles, len)` matrix.
-fn column_major_view(tiles: &[f32], xi: usize, len: usize) -> ArrayView2<'_, f32> {
-    let rows = tiles.len() / (POSITIONS * len);
-    ArrayView2::from_shape(
-        (rows, len).strides((1, rows)),
-        &tiles[xi * len * rows..(xi + 1) * len * rows],
-    )
-    .expect("a tile buffer holds whole columns")
+        .expect("a tile buffer holds one whole matrix per position")
 }
 
 /// Returns the transformed kernel's matrix at position `xi`, `(channels, filters)`.
@@ -583,7 +688,7 @@ fn kernel_view<'a>(transformed: &'a [f32], xi: usize, plan: &TilePlan) -> ArrayV
         (plan.channels, plan.filters),
         &transformed[xi * len..(xi + 1) * len],
     )
-    .expect("the transformed kernel holds 16 matrices")
+    .expect("the transformed kernel holds one matrix per position")
 }
 
 /// Multiplies the transformed input tiles by the transformed kernel: for every ξ,
@@ -594,10 +699,11 @@ pub(crate) fn multiply_forward(
     products: &mut [f32],
     plan: &TilePlan,
 ) {
-    for xi in 0..POSITIONS {
-        let a = position_view(tiles, xi, plan.channels);
+    let positions = plan.positions();
+    for xi in 0..positions {
+        let a = position_view(tiles, xi, plan.channels, positions);
         let b = kernel_view(kernel, xi, plan);
-        let mut c = position_view_mut(products, xi, plan.filters);
+        let mut c = position_view_mut(products, xi, plan.filters, positions);
         gemm_on_this_thread(1.0, &a, &b, 0.0, &mut c);
     }
 }
@@ -611,9 +717,10 @@ pub(crate) fn multiply_kernel_grad(
     plan: &TilePlan,
 ) {
     let len = plan.channels * plan.filters;
-    for xi in 0..POSITIONS {
-        let a = position_view(tiles, xi, plan.channels);
-        let b = column_major_view(grad_tiles, xi, plan.filters);
+    let positions = plan.positions();
+    for xi in 0..positions {
+        let a = position_view(tiles, xi, plan.channels, positions);
+        let b = position_view(grad_tiles, xi, plan.filters, positions);
         let mut c = ArrayViewMut2::from_shape(
             (plan.channels, plan.filters),
             &mut kernel_grad[xi * len..(xi + 1) * len],
@@ -631,10 +738,129 @@ pub(crate) fn multiply_input_grad(
     input_grad_tiles: &mut [f32],
     plan: &TilePlan,
 ) {
-    for xi in 0..POSITIONS {
-        let a = column_major_view(grad_tiles, xi, plan.filters);
+    let positions = plan.positions();
+    for xi in 0..positions {
+        let a = position_view(grad_tiles, xi, plan.filters, positions);
         let b = kernel_view(kernel, xi, plan);
-        let mut c = position_view_mut(input_grad_tiles, xi, plan.channels);
+        let mut c = position_view_mut(input_grad_tiles, xi, plan.channels, positions);
         gemm_on_this_thread(1.0, &a, &b.t(), 0.0, &mut c);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // The transforms of Lavin and Gray's paper as matrices, against which the written-out
+    // formulas of `F2` and `F4` are checked: `Bᵀ` and `Aᵀ` for each variant.
+    #[rustfmt::skip]
+const F2_BT: [[f32; 4]; 4] = [
+    [1.0, 0.0, -1.0, 0.0],
+    [0.0, 1.0, 1.0, 0.0],
+    [0.0, -1.0, 1.0, 0.0],
+    [0.0, 1.0, 0.0, -1.0],
+];
+
+    #[rustfmt::skip]
+const F2_AT: [[f32; 4]; 2] = [
+    [1.0, 1.0, 1.0, 0.0],
+    [0.0, 1.0, -1.0, -1.0],
+];
+
+    #[rustfmt::skip]
+const F4_BT: [[f32; 6]; 6] = [
+    [4.0, 0.0, -5.0, 0.0, 1.0, 0.0],
+    [0.0, -4.0, -4.0, 1.0, 1.0, 0.0],
+    [0.0, 4.0, -4.0, -1.0, 1.0, 0.0],
+    [0.0, -2.0, -1.0, 2.0, 1.0, 0.0],
+    [0.0, 2.0, -1.0, -2.0, 1.0, 0.0],
+    [0.0, 4.0, 0.0, -5.0, 0.0, 1.0],
+];
+
+    #[rustfmt::skip]
+const F4_AT: [[f32; 6]; 4] = [
+    [1.0, 1.0, 1.0, 1.0, 1.0, 0.0],
+    [0.0, 1.0, -1.0, 2.0, -2.0, 0.0],
+    [0.0, 1.0, 1.0, 4.0, 4.0, 0.0],
+    [0.0, 1.0, -1.0, 8.0, -8.0, 1.0],
+];
+
+    /// Returns `matrix · line` in f64.
+    fn multiply<const K: usize, const R: usize>(
+        matrix: &[[f32; K]; R],
+        line: &[Lanes; K],
+    ) -> Vec<[f64; LANES]> {
+        matrix
+            .iter()
+            .map(|row| {
+                std::array::from_fn(|lane| {
+                    row.iter()
+                        .zip(line)
+                        .map(|(&c, values)| c as f64 * values[lane] as f64)
+                        .sum()
+                })
+            })
+            .collect()
+    }
+
+    fn random_line<const K: usize>(seed: u32) -> [Lanes; K] {
+        // Small integers, so that every formula is exact in f32 and must match exactly.
+        std::array::from_fn(|i| {
+            std::array::from_fn(|lane| ((seed as usize * 31 + i * 7 + lane * 13) % 19) as f32 - 9.0)
+        })
+    }
+
+    fn assert_matches<const R: usize>(what: &str, actual: [Lanes; R], expected: Vec<[f64; LANES]>) {
+        assert_eq!(expected.len(), R, "{what}: output count");
+        for (row, (a, e)) in actual.iter().zip(&expected).enumerate() {
+            for lane in 0..LANES {
+                assert_eq!(a[lane] as f64, e[lane], "{what}: output {row}, lane {lane}");
+            }
+        }
+    }
+
+    #[test]
+    fn formulas_match_matrices() {
+        for seed in 0..5 {
+            let line4 = random_line::<4>(seed);
+            let line6 = random_line::<6>(seed);
+            let line2 = random_line::<2>(seed);
+            assert_matches("F2 Bᵀ", F2::bt(&line4), multiply(&F2_BT, &line4));
+            assert_matches("F2 B", F2::b(&line4), multiply(&transpose(F2_BT), &line4));
+            assert_matches("F2 Aᵀ", F2::at(&line4), multiply(&F2_AT, &line4));
+            assert_matches("F2 A", F2::a(&line2), multiply(&transpose(F2_AT), &line2));
+            assert_matches("F4 Bᵀ", F4::bt(&line6), multiply(&F4_BT, &line6));
+            assert_matches("F4 B", F4::b(&line6), multiply(&transpose(F4_BT), &line6));
+            assert_matches("F4 Aᵀ", F4::at(&line6), multiply(&F4_AT, &line6));
+            assert_matches("F4 A", F4::a(&line4), multiply(&transpose(F4_AT), &line4));
+        }
+    }
+
+    /// `Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A` is a 3-tap correlation along each axis; checked in 1-D
+    /// on integers, where F(4, 3) must be exact up to the rounding of G's fractions.
+    #[test]
+    fn one_dimensional_identity_holds() {
+        let d = [3.0f32, -1.0, 4.0, 1.0, -5.0, 9.0];
+        let g = [2.0f32, -6.0, 5.0];
+        let v: Vec<f64> = F4_BT
+            .iter()
+            .map(|row| row.iter().zip(&d).map(|(&c, &x)| c as f64 * x as f64).sum())
+            .collect();
+        let u: Vec<f64> = F4_G
+            .iter()
+            .map(|row| row.iter().zip(&g).map(|(&c, &x)| c as f64 * x as f64).sum())
+            .collect();
+        for (i, row) in F4_AT.iter().enumerate() {
+            let y: f64 = row
+                .iter()
+                .enumerate()
+                .map(|(j, &c)| c as f64 * u[j] * v[j])
+                .sum();
+            let expected: f64 = (0..3).map(|k| d[i + k] as f64 * g[k] as f64).sum();
+            assert!(
+                (y - expected).abs() < 1e-5,
+                "output {i}: {y}, expected {expected}"
+            );
+        }
     }
 }
