@@ -42,12 +42,12 @@ struct TileBuffers {
 }
 
 /// Convolutions with fewer input channels than this use im2col even where Winograd's
-/// F(2×2, 3×3) applies, because the forward pass's 16 products per tile would sum over only
+/// F(2×2, 3×3) applies, because the forward pass's products per tile position would sum over only
 /// that many channels.
 ///
-/// NOTE: 8 is an estimate. Only the convnet's two convolutions were measured: 1 channel
-/// (im2col) and 32 channels, where F(4×4, 3×3) took the forward pass from 4.3 to 3.2 ms
-/// and the backward pass from 7.3 to 5.6 ms per batch of 128 on two threads.
+/// NOTE: 8 is an estimate. Only the convnet's two convolutions were measured, with 1 input
+/// channel (im2col) and 32. With 32, F(4×4, 3×3) took the forward pass from 4.3 to 3.3 ms
+/// and the backward pass from 7.3 to 5.8 ms per batch of 128 on two threads.
 const WINOGRAD_MIN_CHANNELS: usize = 8;
 
 /// The largest magnitude of an input, weight or output gradient that the Winograd path
@@ -155,7 +155,7 @@ pub struct Conv2D {
     /// Whether the backward pass computes the input gradient (off for a model's first
     /// trainable layer, where it would cost one GEMM and a col2im for nothing).
     input_gradient_needed: bool,
-    /// The tile placement when the layer uses Winograd's F(2×2, 3×3): a 3 × 3 kernel, stride
+    /// The tile placement when the layer uses Winograd's minimal filtering: a 3 × 3 kernel, stride
     /// 1 and at least [`WINOGRAD_MIN_CHANNELS`] input channels.
     winograd: Option<TilePlan>,
     /// The Winograd-transformed kernel (`[ξ][channel][filter]`) of the last forward pass,
@@ -333,7 +333,7 @@ impl Conv2D {
     /// Winograd path when `plan` is set and on the im2col path otherwise.
     fn images_per_block(&self, batch: usize, plan: Option<&TilePlan>) -> usize {
         let (bytes_per_image, block_bytes) = match plan {
-            // The backward pass holds the input tiles, the gradient tiles and the input
+            // The backward pass keeps the input tiles, the gradient tiles and the input
             // gradient tiles at once.
             Some(plan) => (
                 plan.tiles_per_image()
@@ -628,9 +628,9 @@ struct BlockGrad<'a> {
 /// patch matrix is stored column-major, one row of `columns` per kernel entry (kernel row,
 /// kernel column, input channel) and one column per output position.
 ///
-/// Column-major is the layout whose columns matrixmultiply packs with whole-column copies;
-/// for a row-major patch matrix it copies one value at a time, which cost as much as the
-/// product itself for single-channel images.
+/// Column-major is the layout whose columns matrixmultiply packs with whole-column copies.
+/// It packs a row-major patch matrix one value at a time, which cost as much as the product
+/// itself for single-channel images.
 fn im2col(input: &[f32], columns: &mut [f32], geometry: &Geometry) {
     let channels = geometry.channels;
     let width = geometry.cols.input;
@@ -786,7 +786,7 @@ impl Layer for Conv2D {
                 pad_left: cols.pad_before,
             };
             // The larger tiles need fewer products unless the partial tiles at the edges
-            // waste most of them; on a tie, the smaller tiles round less.
+            // waste most of them. On a tie, the smaller tiles win because they round less.
             let (two, four) = (plan(TileSize::Two), plan(TileSize::Four));
             let products = |plan: &TilePlan| plan.positions() * plan.tiles_per_image();
             if products(&four) < products(&two) {
@@ -831,7 +831,7 @@ impl Layer for Conv2D {
         let values = input.as_slice().expect("a standard-layout input");
         // Winograd's transforms add and scale values before the products, so a huge,
         // infinite or NaN input or weight would come out as NaN or infinity in more places
-        // than in a direct convolution; im2col computes such passes instead.
+        // than in a direct convolution. im2col computes such passes instead.
         let kernel_values = self.kernel.as_slice().expect("a contiguous kernel");
         let winograd_pass =
             self.winograd.is_some() && winograd_safe(kernel_values) && winograd_safe(values);
@@ -878,7 +878,7 @@ impl Layer for Conv2D {
                 plan,
             );
             let transformed_kernel = &self.transformed_kernel[..];
-            // Each block of images goes through the input transform, the 16 products and the
+            // Each block of images goes through the input transform, the products and the
             // output transform with bias and ReLU on one thread.
             values
                 .par_chunks(per_block * geometry.image_len())

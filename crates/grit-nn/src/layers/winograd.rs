@@ -29,11 +29,10 @@
 //! coefficients up to 8. The error grows with the largest value in a tile, not with each
 //! output's own terms.
 //!
-//! Buffers of tiles hold α² matrices, one per ξ, each row-major with one row per tile
-//! (`[ξ][tile][channel or filter]`). matrixmultiply (0.3.11) packs a left operand with
-//! whole-column copies only when its columns are contiguous, and otherwise one value at a
-//! time, and it reads strided rows slowly; with tiles stored one after another
-//! (`[tile][ξ][channel]`), the products of one block took up to twice as long.
+//! Buffers of tiles contain α² matrices, one per ξ, each row-major with one row per tile
+//! (`[ξ][tile][channel or filter]`). matrixmultiply (0.3.11) reads rows that lie far apart
+//! slowly: with the tiles stored one after another (`[tile][ξ][channel]`), the products of
+//! one block took up to 1.5 times as long.
 
 use grit_tensor::ops::gemm_on_this_thread;
 use multiversion::multiversion;
@@ -667,7 +666,7 @@ fn transform_grid<const K: usize, const R: usize>(
 fn position_view(tiles: &[f32], xi: usize, len: usize, positions: usize) -> ArrayView2<'_, f32> {
     let size = tiles.len() / positions;
     ArrayView2::from_shape((size / len, len), &tiles[xi * size..(xi + 1) * size])
-        .expect("a tile buffer holds one whole matrix per position")
+        .expect("a tile buffer contains one whole matrix per position")
 }
 
 fn position_view_mut(
@@ -678,7 +677,7 @@ fn position_view_mut(
 ) -> ArrayViewMut2<'_, f32> {
     let size = tiles.len() / positions;
     ArrayViewMut2::from_shape((size / len, len), &mut tiles[xi * size..(xi + 1) * size])
-        .expect("a tile buffer holds one whole matrix per position")
+        .expect("a tile buffer contains one whole matrix per position")
 }
 
 /// Returns the transformed kernel's matrix at position `xi`, `(channels, filters)`.
@@ -688,7 +687,7 @@ fn kernel_view<'a>(transformed: &'a [f32], xi: usize, plan: &TilePlan) -> ArrayV
         (plan.channels, plan.filters),
         &transformed[xi * len..(xi + 1) * len],
     )
-    .expect("the transformed kernel holds one matrix per position")
+    .expect("the transformed kernel contains one matrix per position")
 }
 
 /// Multiplies the transformed input tiles by the transformed kernel: for every ξ,
@@ -836,7 +835,7 @@ const F4_AT: [[f32; 6]; 4] = [
         }
     }
 
-    /// `Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A` is a 3-tap correlation along each axis; checked in 1-D
+    /// `Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A` is a 3-tap correlation along each axis. It is checked in 1-D
     /// on integers, where F(4, 3) must be exact up to the rounding of G's fractions.
     #[test]
     fn one_dimensional_identity_holds() {
