@@ -869,6 +869,16 @@ impl Layer for Conv2D {
             .config
             .use_bias
             .then(|| self.bias.as_slice().expect("a contiguous bias"));
+        // One item per block of images: its input, its output and its part of the ReLU mask.
+        let blocks = values
+            .par_chunks(per_block * geometry.image_len())
+            .zip(
+                output
+                    .as_slice_mut()
+                    .expect("a new array is contiguous")
+                    .par_chunks_mut(per_block * positions * filters),
+            )
+            .zip(masks);
         if let Some(plan) = plan {
             self.transformed_kernel
                 .resize(plan.positions() * plan.channels * filters, 0.0);
@@ -880,67 +890,49 @@ impl Layer for Conv2D {
             let transformed_kernel = &self.transformed_kernel[..];
             // Each block of images goes through the input transform, the products and the
             // output transform with bias and ReLU on one thread.
-            values
-                .par_chunks(per_block * geometry.image_len())
-                .zip(
-                    output
-                        .as_slice_mut()
-                        .expect("a new array is contiguous")
-                        .par_chunks_mut(per_block * positions * filters),
-                )
-                .zip(masks)
-                .for_each(|((images, out), mask)| {
-                    TILES.with_borrow_mut(|tiles| {
-                        let TileBuffers { input, output, .. } = tiles;
-                        let tile_count = images.len() / geometry.image_len()
-                            * plan.tiles_per_image()
-                            * plan.positions();
-                        input.resize(tile_count * plan.channels, 0.0);
-                        winograd::transform_input(images, input, plan);
-                        output.resize(tile_count * filters, 0.0);
-                        winograd::multiply_forward(input, transformed_kernel, output, plan);
-                        winograd::transform_output(output, out, mask, bias, relu, plan);
-                    });
+            blocks.for_each(|((images, out), mask)| {
+                TILES.with_borrow_mut(|tiles| {
+                    let TileBuffers { input, output, .. } = tiles;
+                    let tile_count = images.len() / geometry.image_len()
+                        * plan.tiles_per_image()
+                        * plan.positions();
+                    input.resize(tile_count * plan.channels, 0.0);
+                    winograd::transform_input(images, input, plan);
+                    output.resize(tile_count * filters, 0.0);
+                    winograd::multiply_forward(input, transformed_kernel, output, plan);
+                    winograd::transform_output(output, out, mask, bias, relu, plan);
                 });
+            });
         } else {
             // Each block of images goes from im2col through the GEMM, the bias and the ReLU on
             // one thread, while its rows are in that core's cache.
-            values
-                .par_chunks(per_block * geometry.image_len())
-                .zip(
-                    output
-                        .as_slice_mut()
-                        .expect("a new array is contiguous")
-                        .par_chunks_mut(per_block * positions * filters),
-                )
-                .zip(masks)
-                .for_each(|((images, out), mask)| {
-                    let rows = out.len() / filters;
-                    let mut z = ArrayViewMut2::from_shape((rows, filters), &mut *out)
-                        .expect("a block contains whole output rows");
-                    PATCHES.with_borrow_mut(|patches| {
-                        patches.resize(rows * patch_len, 0.0);
-                        im2col(images, patches, geometry);
-                        let patches = ArrayView2::from_shape((patch_len, rows), &patches[..])
-                            .expect("a block contains one patch per output position");
-                        gemm_on_this_thread(1.0, &patches.t(), &kernel, 0.0, &mut z);
-                    });
-                    if let Some(bias) = bias {
-                        for row in out.chunks_exact_mut(filters) {
-                            for (value, &b) in row.iter_mut().zip(bias) {
-                                *value += b;
-                            }
-                        }
-                    }
-                    if relu {
-                        for value in out.iter_mut() {
-                            *value = activation::relu(*value);
-                        }
-                        for (keep, &value) in mask.iter_mut().zip(out.iter()) {
-                            *keep = value > 0.0;
-                        }
-                    }
+            blocks.for_each(|((images, out), mask)| {
+                let rows = out.len() / filters;
+                let mut z = ArrayViewMut2::from_shape((rows, filters), &mut *out)
+                    .expect("a block contains whole output rows");
+                PATCHES.with_borrow_mut(|patches| {
+                    patches.resize(rows * patch_len, 0.0);
+                    im2col(images, patches, geometry);
+                    let patches = ArrayView2::from_shape((patch_len, rows), &patches[..])
+                        .expect("a block contains one patch per output position");
+                    gemm_on_this_thread(1.0, &patches.t(), &kernel, 0.0, &mut z);
                 });
+                if let Some(bias) = bias {
+                    for row in out.chunks_exact_mut(filters) {
+                        for (value, &b) in row.iter_mut().zip(bias) {
+                            *value += b;
+                        }
+                    }
+                }
+                if relu {
+                    for value in out.iter_mut() {
+                        *value = activation::relu(*value);
+                    }
+                    for (keep, &value) in mask.iter_mut().zip(out.iter()) {
+                        *keep = value > 0.0;
+                    }
+                }
+            });
         }
         self.training_batch = training.then_some(batch);
         self.input = if training {
