@@ -24,10 +24,10 @@
 //! - the kernel gradient is `Gᵀ (Σ_tiles Z ⊙ V) G`, a product `V[ξ]ᵀ · Z[ξ]` per ξ.
 //!
 //! Every product goes through ndarray's GEMM. The transforms add and scale values, so the
-//! results round differently from im2col's: in the tests they stay within 1e-5 of
-//! `max(1, |value|)` with m = 2, and within 1e-4 with m = 4, whose transforms have
-//! coefficients up to 8. The error grows with the largest value in a tile, not with each
-//! output's own terms.
+//! results round differently from im2col's: in this module's and `Conv2D`'s tests (a few
+//! images, inputs in [-1, 1]) they stay within 1e-5 of `max(1, |value|)` with m = 2, and
+//! within 1e-4 with m = 4, whose transforms have coefficients up to 8. The error grows with
+//! the largest value in a tile, not with each output's own terms.
 //!
 //! Buffers of tiles contain α² matrices, one per ξ, each row-major with one row per tile
 //! (`[ξ][tile][channel or filter]`). matrixmultiply (0.3.11) reads rows that lie far apart
