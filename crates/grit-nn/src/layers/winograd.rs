@@ -312,20 +312,6 @@ fn store(target: &mut [f32], start: usize, values: &Lanes, count: usize) {
     }
 }
 
-/// Applies the 1-D transform `transform` to the line that `get(i)` returns, and hands
-/// output `i` to `set(i, value)`.
-#[inline(always)]
-fn apply<const N: usize, const R: usize>(
-    transform: impl Fn(&[Lanes; N]) -> [Lanes; R],
-    get: impl Fn(usize) -> Lanes,
-    mut set: impl FnMut(usize, Lanes),
-) {
-    let out = transform(&std::array::from_fn(get));
-    for (i, value) in out.into_iter().enumerate() {
-        set(i, value);
-    }
-}
-
 /// Writes `Bᵀ d B` of every input tile of `images` into `tiles` (`[ξ][tile][channel]`).
 #[multiversion(targets("x86_64+avx512f+avx512vl", "x86_64+avx2"))]
 pub(crate) fn transform_input(images: &[f32], tiles: &mut [f32], plan: &TilePlan) {
@@ -357,27 +343,22 @@ fn transform_input_simd<V: Variant<M, K>, const M: usize, const K: usize>(
             let count = LANES.min(channels - first);
             // Down every column of the tile, reading the image in place.
             for (x, col) in cols.iter().enumerate() {
-                apply(
-                    V::bt,
-                    |y| match (rows[y], col) {
-                        (Some(row), Some(col)) => {
-                            load(image, (row * plan.width + col) * channels + first, count)
-                        }
-                        _ => [0.0; LANES],
-                    },
-                    |i, value| half[i][x] = value,
-                );
+                let line = std::array::from_fn(|y| match (rows[y], col) {
+                    (Some(row), Some(col)) => {
+                        load(image, (row * plan.width + col) * channels + first, count)
+                    }
+                    _ => [0.0; LANES],
+                });
+                for (i, value) in V::bt(&line).into_iter().enumerate() {
+                    half[i][x] = value;
+                }
             }
             // Along every row, into row `tile` of each ξ's matrix.
             for (i, line) in half.iter().enumerate() {
-                apply(
-                    V::bt,
-                    |x| line[x],
-                    |j, value| {
-                        let start = ((i * K + j) * tile_count + tile) * channels + first;
-                        store(tiles, start, &value, count);
-                    },
-                );
+                for (j, value) in V::bt(line).into_iter().enumerate() {
+                    let start = ((i * K + j) * tile_count + tile) * channels + first;
+                    store(tiles, start, &value, count);
+                }
             }
         }
     }
@@ -428,47 +409,62 @@ fn transform_output_simd<V: Variant<M, K>, const M: usize, const K: usize>(
                 reason = "the index picks a column of `half`"
             )]
             for x in 0..K {
-                apply(
-                    V::at,
-                    |y| {
-                        load(
-                            products,
-                            ((y * K + x) * tile_count + tile) * filters + first,
-                            count,
-                        )
-                    },
-                    |i, value| half[i][x] = value,
-                );
+                let line = std::array::from_fn(|y| {
+                    load(
+                        products,
+                        ((y * K + x) * tile_count + tile) * filters + first,
+                        count,
+                    )
+                });
+                for (i, value) in V::at(&line).into_iter().enumerate() {
+                    half[i][x] = value;
+                }
             }
-            for (i, line) in half.iter().enumerate() {
+            let sums: [[Lanes; M]; M] = std::array::from_fn(|i| V::at(&half[i]));
+            for (i, sums_row) in sums.iter().enumerate() {
                 let row = M * tile_row + i;
                 if row >= plan.out_height {
                     break;
                 }
-                apply(
-                    V::at,
-                    |x| line[x],
-                    |j, sums| {
-                        let col = M * tile_col + j;
-                        if col >= plan.out_width {
-                            return;
-                        }
-                        let mut values = lanes(|l| sums[l] + bias[l]);
-                        if relu {
-                            values = values.map(grit_tensor::activation::relu);
-                        }
-                        let start =
-                            image * image_len + (row * plan.out_width + col) * filters + first;
-                        store(output, start, &values, count);
-                        if !mask.is_empty() {
-                            let keep = mask[start..start + count].iter_mut().zip(&values);
-                            for (keep, &value) in keep {
-                                *keep = value > 0.0;
-                            }
-                        }
-                    },
-                );
+                for (j, sums) in sums_row.iter().enumerate() {
+                    let col = M * tile_col + j;
+                    if col >= plan.out_width {
+                        break;
+                    }
+                    let start = image * image_len + (row * plan.out_width + col) * filters + first;
+                    finish_output(output, mask, start, sums, &bias, relu, count);
+                }
             }
+        }
+    }
+}
+
+/// Writes `sums` plus `bias`, through ReLU when `relu` is set, into `output` from `start`,
+/// and whether each value is positive into `mask` unless it is empty.
+#[inline(never)]
+fn finish_output(
+    output: &mut [f32],
+    mask: &mut [bool],
+    start: usize,
+    sums: &Lanes,
+    bias: &Lanes,
+    relu: bool,
+    count: usize,
+) {
+    let mut values = lanes(|l| sums[l] + bias[l]);
+    if relu {
+        values = values.map(grit_tensor::activation::relu);
+    }
+    store(output, start, &values, count);
+    if !mask.is_empty() {
+        let positive = values.map(|value| value > 0.0);
+        if count == LANES {
+            let keep: &mut [bool; LANES] = (&mut mask[start..start + LANES])
+                .try_into()
+                .expect("a slice of LANES values");
+            *keep = positive;
+        } else {
+            mask[start..start + count].copy_from_slice(&positive[..count]);
         }
     }
 }
@@ -503,30 +499,25 @@ fn transform_output_grad_simd<V: Variant<M, K>, const M: usize, const K: usize>(
             )]
             for x in 0..M {
                 let col = M * tile_col + x;
-                apply(
-                    V::a,
-                    |y| {
-                        let row = M * tile_row + y;
-                        if row < plan.out_height && col < plan.out_width {
-                            let start =
-                                image * image_len + (row * plan.out_width + col) * filters + first;
-                            load(grad, start, count)
-                        } else {
-                            [0.0; LANES]
-                        }
-                    },
-                    |i, value| half[i][x] = value,
-                );
+                let line = std::array::from_fn(|y| {
+                    let row = M * tile_row + y;
+                    if row < plan.out_height && col < plan.out_width {
+                        let start =
+                            image * image_len + (row * plan.out_width + col) * filters + first;
+                        load(grad, start, count)
+                    } else {
+                        [0.0; LANES]
+                    }
+                });
+                for (i, value) in V::a(&line).into_iter().enumerate() {
+                    half[i][x] = value;
+                }
             }
             for (i, line) in half.iter().enumerate() {
-                apply(
-                    V::a,
-                    |x| line[x],
-                    |j, value| {
-                        let start = ((i * K + j) * tile_count + tile) * filters + first;
-                        store(tiles, start, &value, count);
-                    },
-                );
+                for (j, value) in V::a(line).into_iter().enumerate() {
+                    let start = ((i * K + j) * tile_count + tile) * filters + first;
+                    store(tiles, start, &value, count);
+                }
             }
         }
     }
@@ -564,38 +555,33 @@ fn add_input_grad_simd<V: Variant<M, K>, const M: usize, const K: usize>(
                 reason = "the index picks a column of `half`"
             )]
             for j in 0..K {
-                apply(
-                    V::b,
-                    |i| {
-                        load(
-                            tiles,
-                            ((i * K + j) * tile_count + tile) * channels + first,
-                            count,
-                        )
-                    },
-                    |y, value| half[y][j] = value,
-                );
+                let line = std::array::from_fn(|i| {
+                    load(
+                        tiles,
+                        ((i * K + j) * tile_count + tile) * channels + first,
+                        count,
+                    )
+                });
+                for (y, value) in V::b(&line).into_iter().enumerate() {
+                    half[y][j] = value;
+                }
             }
             for (y, line) in half.iter().enumerate() {
                 let Some(row) = TilePlan::input_index(M * tile_row, y, plan.pad_top, plan.height)
                 else {
                     continue;
                 };
-                apply(
-                    V::b,
-                    |j| line[j],
-                    |x, value| {
-                        let Some(col) =
-                            TilePlan::input_index(M * tile_col, x, plan.pad_left, plan.width)
-                        else {
-                            return;
-                        };
-                        let start = image_start + (row * plan.width + col) * channels + first;
-                        let current = load(grad_images, start, count);
-                        let sum = lanes(|l| current[l] + value[l]);
-                        store(grad_images, start, &sum, count);
-                    },
-                );
+                for (x, value) in V::b(line).into_iter().enumerate() {
+                    let Some(col) =
+                        TilePlan::input_index(M * tile_col, x, plan.pad_left, plan.width)
+                    else {
+                        continue;
+                    };
+                    let start = image_start + (row * plan.width + col) * channels + first;
+                    let current = load(grad_images, start, count);
+                    let sum = lanes(|l| current[l] + value[l]);
+                    store(grad_images, start, &sum, count);
+                }
             }
         }
     }
