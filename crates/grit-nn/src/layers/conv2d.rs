@@ -59,9 +59,15 @@ const WINOGRAD_MAX_MAGNITUDE: f32 = 4_294_967_296.0;
 
 /// Returns whether every value is finite and at most [`WINOGRAD_MAX_MAGNITUDE`] in magnitude.
 fn winograd_safe(values: &[f32]) -> bool {
-    values
-        .par_chunks(block_len(values.len()))
-        .all(|part| part.iter().all(|v| v.abs() <= WINOGRAD_MAX_MAGNITUDE))
+    // Each chunk is tested without stopping early, which compiles to vector comparisons;
+    // `Iterator::all` stops at the first failure and tested one value at a time.
+    values.par_chunks(block_len(values.len())).all(|part| {
+        part.chunks(1024).all(|chunk| {
+            chunk
+                .iter()
+                .fold(true, |safe, v| safe & (v.abs() <= WINOGRAD_MAX_MAGNITUDE))
+        })
+    })
 }
 
 /// The size of the transformed tiles one block of images aims at on the Winograd path.
