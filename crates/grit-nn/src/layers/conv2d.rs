@@ -46,8 +46,8 @@ struct TileBuffers {
 /// that many channels.
 ///
 /// NOTE: 8 is an estimate. Only the convnet's two convolutions were measured, with 1 input
-/// channel (im2col) and 32. With 32, F(4×4, 3×3) took the forward pass from 4.3 to 3.3 ms
-/// and the backward pass from 7.3 to 5.8 ms per batch of 128 on two threads.
+/// channel (im2col) and 32. With 32, F(4×4, 3×3) took the forward pass from 4.3 to 2.5 ms
+/// and the backward pass from 7.3 to 4.6 ms per batch of 128 on two threads.
 const WINOGRAD_MIN_CHANNELS: usize = 8;
 
 /// The largest magnitude of an input, weight or output gradient that the Winograd path
