@@ -74,11 +74,10 @@ const fn transpose<const R: usize, const C: usize>(matrix: [[f32; C]; R]) -> [[f
     out
 }
 
-/// The transforms of one variant, applied along one line of a tile: `get(i)` returns input
-/// `i` of the line and `set(i, value)` takes output `i`. Written out term by term, so that
-/// the compiler multiplies by constants, leaves out the zeros and keeps the line in
-/// registers. Each output is summed left to right with every product rounded, as plain
-/// code rounds it on any CPU.
+/// The transforms of one variant, applied to one line of a tile, 16 lanes at a time.
+/// Written out term by term, so that the compiler multiplies by constants, leaves out the
+/// zeros and keeps the line in registers. Each output is summed left to right with every
+/// product rounded, as plain code rounds it on any CPU.
 trait Variant<const M: usize, const K: usize> {
     /// `Bᵀ`: an input tile line of K values to K.
     fn bt(d: &[Lanes; K]) -> [Lanes; K];
