@@ -1258,9 +1258,6 @@ mod tests {
         assert!(winograd.winograd.is_some(), "Winograd applies");
         let mut im2col = winograd.clone();
         im2col.winograd = None;
-        let same_bits = |a: &Tensor, b: &Tensor| {
-            a.shape() == b.shape() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
-        };
         for extreme in [f32::INFINITY, f32::NEG_INFINITY, f32::NAN, 1e38, 1e10] {
             let mut input = random_tensor(&[2, 5, 5, 8], &mut rng);
             input[[0, 0, 0, 0]] = extreme;
@@ -1271,16 +1268,10 @@ mod tests {
                 "{extreme} in the input: outputs differ"
             );
             let grad_output = random_tensor(output.shape(), &mut rng);
-            let grad_input = winograd.backward(&grad_output);
-            assert!(
-                same_bits(&grad_input, &im2col.backward(&grad_output)),
-                "{extreme} in the input: input gradients differ"
-            );
-            assert!(
-                same_bits(&winograd.kernel_grad, &im2col.kernel_grad),
-                "{extreme} in the input: kernel gradients differ"
-            );
+            let case = format!("{extreme} in the input");
+            assert_same_backward(&mut winograd, &mut im2col, &grad_output, &case);
         }
+
         // Values that are finite but whose products the transforms would overflow.
         let mut input = Tensor::zeros(IxDyn(&[1, 5, 5, 8]));
         input[[0, 2, 2, 0]] = 1e19;
@@ -1295,17 +1286,7 @@ mod tests {
         );
         let mut grad_output = Tensor::zeros(IxDyn(output.shape()));
         grad_output[[0, 2, 2, 0]] = 1e19;
-        assert!(
-            same_bits(
-                &winograd.backward(&grad_output),
-                &im2col.backward(&grad_output)
-            ),
-            "gradient of 1e19: input gradients differ"
-        );
-        assert!(
-            same_bits(&winograd.kernel_grad, &im2col.kernel_grad),
-            "gradient of 1e19: kernel gradients differ"
-        );
+        assert_same_backward(&mut winograd, &mut im2col, &grad_output, "gradient of 1e19");
         assert!(
             winograd.kernel_grad.iter().all(|g| g.is_finite()),
             "the kernel gradient of 1e19 values is finite"
@@ -1316,16 +1297,32 @@ mod tests {
         im2col.forward(&input, true, &mut rng);
         let mut grad_output = random_tensor(output.shape(), &mut rng);
         grad_output[[1, 4, 4, 2]] = f32::INFINITY;
+        let case = "infinite output gradient";
+        assert_same_backward(&mut winograd, &mut im2col, &grad_output, case);
+    }
+
+    /// Returns whether `a` and `b` have the same shape and the same bits in every value,
+    /// NaN included.
+    fn same_bits(a: &Tensor, b: &Tensor) -> bool {
+        a.shape() == b.shape() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
+    }
+
+    /// Runs the backward pass of both layers on `grad_output` and asserts that the input and
+    /// kernel gradients have the same bits.
+    fn assert_same_backward(
+        winograd: &mut Conv2D,
+        im2col: &mut Conv2D,
+        grad_output: &Tensor,
+        case: &str,
+    ) {
+        let grad_input = winograd.backward(grad_output);
         assert!(
-            same_bits(
-                &winograd.backward(&grad_output),
-                &im2col.backward(&grad_output)
-            ),
-            "infinite output gradient: input gradients differ"
+            same_bits(&grad_input, &im2col.backward(grad_output)),
+            "{case}: input gradients differ"
         );
         assert!(
             same_bits(&winograd.kernel_grad, &im2col.kernel_grad),
-            "infinite output gradient: kernel gradients differ"
+            "{case}: kernel gradients differ"
         );
     }
 

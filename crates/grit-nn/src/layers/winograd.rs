@@ -300,14 +300,33 @@ fn load(source: &[f32], start: usize, count: usize) -> Lanes {
 
 /// Writes the first `count` of `values` into `target` from `start`, like [`load`].
 #[inline(always)]
-fn store(target: &mut [f32], start: usize, values: &Lanes, count: usize) {
+fn store<T: Copy>(target: &mut [T], start: usize, values: &[T; LANES], count: usize) {
     if count == LANES {
-        let lanes: &mut Lanes = (&mut target[start..start + LANES])
+        let lanes: &mut [T; LANES] = (&mut target[start..start + LANES])
             .try_into()
             .expect("a slice of LANES values");
         *lanes = *values;
     } else {
         target[start..start + count].copy_from_slice(&values[..count]);
+    }
+}
+
+/// Applies `transform` along every row of `half` and writes the results into `tiles`, a
+/// buffer of one matrix per ξ (`matrix_len` values each, ξ = K·i + j). Within each matrix
+/// the lanes go to `offset..offset + count`, the tile's row and lanes.
+#[inline(always)]
+fn store_transformed_rows<const N: usize, const K: usize>(
+    half: &[[Lanes; N]; K],
+    transform: impl Fn(&[Lanes; N]) -> [Lanes; K],
+    tiles: &mut [f32],
+    matrix_len: usize,
+    offset: usize,
+    count: usize,
+) {
+    for (i, line) in half.iter().enumerate() {
+        for (j, value) in transform(line).iter().enumerate() {
+            store(tiles, (i * K + j) * matrix_len + offset, value, count);
+        }
     }
 }
 
@@ -353,12 +372,9 @@ fn transform_input_simd<V: Variant<M, K>, const M: usize, const K: usize>(
                 }
             }
             // Along every row, into row `tile` of each ξ's matrix.
-            for (i, line) in half.iter().enumerate() {
-                for (j, value) in V::bt(line).into_iter().enumerate() {
-                    let start = ((i * K + j) * tile_count + tile) * channels + first;
-                    store(tiles, start, &value, count);
-                }
-            }
+            let matrix_len = tile_count * channels;
+            let offset = tile * channels + first;
+            store_transformed_rows(&half, V::bt, tiles, matrix_len, offset, count);
         }
     }
 }
@@ -456,15 +472,7 @@ fn finish_output(
     }
     store(output, start, &values, count);
     if !mask.is_empty() {
-        let positive = values.map(|value| value > 0.0);
-        if count == LANES {
-            let keep: &mut [bool; LANES] = (&mut mask[start..start + LANES])
-                .try_into()
-                .expect("a slice of LANES values");
-            *keep = positive;
-        } else {
-            mask[start..start + count].copy_from_slice(&positive[..count]);
-        }
+        store(mask, start, &values.map(|value| value > 0.0), count);
     }
 }
 
@@ -512,12 +520,9 @@ fn transform_output_grad_simd<V: Variant<M, K>, const M: usize, const K: usize>(
                     half[i][x] = value;
                 }
             }
-            for (i, line) in half.iter().enumerate() {
-                for (j, value) in V::a(line).into_iter().enumerate() {
-                    let start = ((i * K + j) * tile_count + tile) * filters + first;
-                    store(tiles, start, &value, count);
-                }
-            }
+            let matrix_len = tile_count * filters;
+            let offset = tile * filters + first;
+            store_transformed_rows(&half, V::a, tiles, matrix_len, offset, count);
         }
     }
 }
