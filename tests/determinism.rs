@@ -26,7 +26,7 @@ fn model(seed: u64) -> Sequential {
         .add(Conv2D::new(16, (3, 3)).activation(Activation::Relu))
         .add(BatchNormalization::new())
         .add(MaxPooling2D::new())
-        // 16 input channels: this convolution takes the Winograd path.
+        // With 16 input channels, this convolution takes the Winograd path.
         .add(
             Conv2D::new(16, (3, 3))
                 .padding(Padding::Same)

@@ -42,7 +42,7 @@ struct TileBuffers {
 }
 
 /// Convolutions with fewer input channels than this use im2col even where Winograd's
-/// F(2×2, 3×3) applies, because the forward pass's products per tile position would sum over only
+/// minimal filtering applies, because the forward pass's products per tile position would sum over only
 /// that many channels.
 ///
 /// NOTE: 8 is an estimate. Only the convnet's two convolutions were measured, with 1 input
@@ -51,16 +51,16 @@ struct TileBuffers {
 const WINOGRAD_MIN_CHANNELS: usize = 8;
 
 /// The largest magnitude of an input, weight or output gradient that the Winograd path
-/// takes: 2³². A product of two such values is at most 2⁶⁴, and the transforms scale it by
-/// at most 100 × 2.25 × 361 (input, kernel and output transforms of F(4×4, 3×3)), so the
-/// sums over channels and tiles stay far below f32's largest value, about 3.4 · 10³⁸.
-/// Values beyond 2³² (about 4.3 · 10⁹) come only from training that diverges.
+/// takes: 2³², about 4.3 · 10⁹. A product of two such values is at most 2⁶⁴. The
+/// transforms of F(4×4, 3×3) scale it by at most 100 (input), 1 (kernel) and 361 (output),
+/// so the sums over channels and tiles stay far below f32's largest value, about 3.4 · 10³⁸.
+/// Larger values come only from training that diverges.
 const WINOGRAD_MAX_MAGNITUDE: f32 = 4_294_967_296.0;
 
 /// Returns whether every value is finite and at most [`WINOGRAD_MAX_MAGNITUDE`] in magnitude.
 fn winograd_safe(values: &[f32]) -> bool {
-    // Each chunk is tested without stopping early, which compiles to vector comparisons;
-    // `Iterator::all` stops at the first failure and tested one value at a time.
+    // Each chunk is tested without stopping early, which compiles to vector comparisons.
+    // `Iterator::all` stops at the first failure, so it tested one value at a time.
     values.par_chunks(block_len(values.len())).all(|part| {
         part.chunks(1024).all(|chunk| {
             chunk
@@ -110,9 +110,9 @@ const MIN_BLOCKS: usize = 8;
 /// kernel width times larger, and the backward pass copies each block's patches again.
 ///
 /// A 3 × 3 kernel with stride 1 over at least 8 input channels takes Winograd's minimal
-/// filtering F(4×4, 3×3) instead (or F(2×2, 3×3) where partial tiles at the edges would
-/// make F(4×4, 3×3) compute more products), which needs 36 multiply-adds for every 4 × 4 outputs where
-/// im2col needs 144, in the forward pass and both gradients. Its results are the same on
+/// filtering F(4×4, 3×3) instead, in the forward pass and both gradients. It needs 36
+/// multiply-adds for every 4 × 4 outputs where im2col needs 144. Where partial tiles at the
+/// edges would make it compute more products than F(2×2, 3×3), the layer takes that one. Its results are the same on
 /// any number of threads, but they round differently from im2col's. A pass whose input,
 /// weights or output gradient holds an infinity, a NaN or a magnitude over 2³² takes the
 /// im2col path, so such values spread exactly as in a direct convolution.
@@ -343,7 +343,7 @@ impl Conv2D {
         Ok(())
     }
 
-    /// Returns how many images one block holds for a batch of `batch` images, on the
+    /// Returns how many images one block contains for a batch of `batch` images, on the
     /// Winograd path when `plan` is set and on the im2col path otherwise.
     fn images_per_block(&self, batch: usize, plan: Option<&TilePlan>) -> usize {
         let (bytes_per_image, block_bytes) = match plan {
@@ -638,8 +638,8 @@ struct BlockGrad<'a> {
     grad_images: Option<&'a mut [f32]>,
 }
 
-/// Copies every input patch into one column of `columns`, writing zeros for padding: the
-/// patch matrix is stored column-major, one row of `columns` per kernel entry (kernel row,
+/// Copies every input patch into one column of `columns`, writing zeros for padding. The
+/// patch matrix is stored column-major: one row of `columns` per kernel entry (kernel row,
 /// kernel column, input channel) and one column per output position.
 ///
 /// Column-major is the layout whose columns matrixmultiply packs with whole-column copies.
@@ -1326,7 +1326,7 @@ mod tests {
         );
     }
 
-    /// `weights_mut` can put a kernel of another memory layout in place; the layer must
+    /// `weights_mut` can put a kernel of another memory layout in place. The layer must
     /// compute with it as with the same values in standard layout.
     #[test]
     fn column_major_kernel_gives_same_output() {

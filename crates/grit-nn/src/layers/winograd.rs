@@ -616,8 +616,8 @@ pub(crate) fn kernel_grad_from_transformed(
 }
 
 /// Writes `P X Pᵀ` for the K × K grid of vectors `X` stored one after the other in `source`,
-/// with `P` the R × K `matrix`, as R × R vectors one after the other into `target`. For the
-/// kernel and its gradient, which are small, so this plain version suffices.
+/// with `P` the R × K `matrix`, as R × R vectors one after the other into `target`. Only
+/// the kernel and its gradient go through it, and they are small enough for plain loops.
 fn transform_grid<const K: usize, const R: usize>(
     source: &[f32],
     target: &mut [f32],
@@ -799,11 +799,11 @@ const F4_AT: [[f32; 6]; 4] = [
         })
     }
 
-    fn assert_matches<const R: usize>(what: &str, actual: [Lanes; R], expected: Vec<[f64; LANES]>) {
-        assert_eq!(expected.len(), R, "{what}: output count");
+    fn assert_matches<const R: usize>(name: &str, actual: [Lanes; R], expected: Vec<[f64; LANES]>) {
+        assert_eq!(expected.len(), R, "{name}: output count");
         for (row, (a, e)) in actual.iter().zip(&expected).enumerate() {
             for lane in 0..LANES {
-                assert_eq!(a[lane] as f64, e[lane], "{what}: output {row}, lane {lane}");
+                assert_eq!(a[lane] as f64, e[lane], "{name}: output {row}, lane {lane}");
             }
         }
     }
