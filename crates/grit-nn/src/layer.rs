@@ -65,6 +65,19 @@ pub trait Layer: Debug + Send {
         let _ = needed;
     }
 
+    /// Offers this layer the work of `next`, the layer after it, and returns whether it
+    /// takes it. A layer that takes it returns `next`'s output from its forward pass and
+    /// takes the gradient with respect to `next`'s output in its backward pass, with results
+    /// bit-identical to the two layers', so the model skips `next` in both passes. The model
+    /// offers each layer its successor after building, and [`Layer::build`] undoes it.
+    ///
+    /// [`Conv2D`] with ReLU or no activation takes a following [`MaxPooling2D`]: it pools
+    /// each block of images while the block's output is still in cache.
+    fn fuse_next(&mut self, next: &dyn Layer) -> bool {
+        let _ = next;
+        false
+    }
+
     /// Returns every weight with its name, trainable or not, in a fixed order.
     fn weights(&self) -> Vec<(&'static str, &Tensor)> {
         Vec::new()

@@ -7,7 +7,10 @@
 
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
+
+use crate::parallel;
 
 /// A seeded, restorable random-number generator.
 #[derive(Debug, Clone)]
@@ -57,6 +60,33 @@ impl Rng {
     /// Returns a uniform sample from `[0, 1)` with 24 random bits.
     pub fn unit(&mut self) -> f32 {
         (self.inner.next_u32() >> 8) as f32 * (1.0 / (1u32 << 24) as f32)
+    }
+
+    /// Fills `units` with the next `units.len()` samples of [`Rng::unit`], in blocks on the
+    /// threads of the current pool. Each block starts the stream at its own position, so the
+    /// values, and the generator's position afterwards, are those of calling `unit` once per
+    /// value, whatever the number of threads.
+    pub fn fill_units(&mut self, units: &mut [f32]) {
+        let start = self.inner.get_word_pos();
+        let block = parallel::block_len(units.len());
+        let inner = &self.inner;
+        units
+            .par_chunks_mut(block)
+            .enumerate()
+            .for_each(|(index, chunk)| {
+                let mut stream = inner.clone();
+                stream.set_word_pos(start + (index * block) as u128);
+                let mut words = [0u32; 256];
+                for part in chunk.chunks_mut(words.len()) {
+                    let words = &mut words[..part.len()];
+                    // Consumes the stream's words in order, as `next_u32` does.
+                    rand::Rng::fill(&mut stream, words);
+                    for (unit, &word) in part.iter_mut().zip(words.iter()) {
+                        *unit = (word >> 8) as f32 * (1.0 / (1u32 << 24) as f32);
+                    }
+                }
+            });
+        self.inner.set_word_pos(start + units.len() as u128);
     }
 
     /// Returns a standard normal sample (Box-Muller on two uniform draws).
@@ -127,6 +157,31 @@ mod tests {
         let mut restored = Rng::from_state(state);
         let actual: Vec<u32> = (0..10).map(|_| restored.next_u32()).collect();
         assert_eq!(actual, expected);
+    }
+
+    #[test]
+    fn fill_units_continues_like_unit() {
+        // Lengths below and above the parallel threshold, from a position inside a block of
+        // the ChaCha stream, on one and on three threads.
+        for len in [5, 3 * parallel::MIN_PARALLEL_VALUES + 7] {
+            for threads in [1, 3] {
+                let mut expected_rng = Rng::new(11);
+                expected_rng.next_u32();
+                let mut rng = expected_rng.clone();
+                let expected: Vec<f32> = (0..len).map(|_| expected_rng.unit()).collect();
+                let mut units = vec![0.0; len];
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                pool.install(|| rng.fill_units(&mut units));
+                assert!(
+                    units == expected,
+                    "{len} values on {threads} threads differ"
+                );
+                assert_eq!(rng.state(), expected_rng.state(), "{len} values: position");
+            }
+        }
     }
 
     #[test]

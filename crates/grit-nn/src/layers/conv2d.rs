@@ -11,7 +11,9 @@ use std::cell::RefCell;
 
 use super::buffer::{copy_into_buffer, reshape_buffer};
 use super::flatten::standard_layout;
+use super::fused_pool::FusedPool;
 use super::label;
+use super::pooling::Pooling2DConfig;
 use super::spatial::{AxisWindows, Padding, Span};
 use super::winograd::{self, TilePlan, TileSize};
 use crate::layer::check_tensor_size;
@@ -26,6 +28,9 @@ thread_local! {
     static PATCH_GRADS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
     /// Each thread's buffers for the Winograd path.
     static TILES: RefCell<TileBuffers> = RefCell::new(TileBuffers::default());
+    /// Each thread's convolution output (forward pass) or its gradient (backward pass) for
+    /// its block of images, when the layer pools its own output.
+    static BLOCK_OUTPUT: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
 /// One thread's buffers of transformed tiles for a block of images, in the layouts that
@@ -179,6 +184,12 @@ pub struct Conv2D {
     transformed_kernel_grad: Vec<f32>,
     /// Whether the last forward pass took the Winograd path.
     winograd_pass: bool,
+    /// The max pooling of the next layer, when the layer computes it (see
+    /// [`Layer::fuse_next`]).
+    pool: Option<FusedPool>,
+    /// For each pooled output of the last training pass, the position of its window's
+    /// winner, as `FusedPool::pool` writes it.
+    winners: Vec<u8>,
 }
 
 /// The settings of a [`Conv2D`] layer, as saved in a model config.
@@ -273,6 +284,8 @@ impl Conv2D {
             transformed_kernel: Vec::new(),
             transformed_kernel_grad: Vec::new(),
             winograd_pass: false,
+            pool: None,
+            winners: Vec::new(),
         }
     }
 
@@ -401,12 +414,15 @@ impl Conv2D {
             panic!("conv2d `{name}` backward: the last forward pass was not a training pass")
         });
         let filters = self.config.filters;
-        let expected = [
-            batch,
-            self.geometry.rows.output(),
-            self.geometry.cols.output(),
-            filters,
-        ];
+        let expected = match &self.pool {
+            Some(pool) => pool.output_shape(batch),
+            None => [
+                batch,
+                self.geometry.rows.output(),
+                self.geometry.cols.output(),
+                filters,
+            ],
+        };
         assert_eq!(
             grad.shape(),
             expected,
@@ -434,6 +450,13 @@ impl Conv2D {
         let block_rows = per_block * positions;
         let use_bias = self.config.use_bias;
         let input_gradient = self.input_gradient_needed;
+        let pool = self.pool.as_ref();
+        // A pooling layer's winners already stop the gradients that ReLU stops.
+        let relu = relu && pool.is_none();
+        let grad_block_len = match pool {
+            Some(pool) => per_block * pool.output_len(),
+            None => block_rows * filters,
+        };
 
         self.kernel_grad_blocks.resize(blocks * kernel_len, 0.0);
         self.bias_grad_blocks.resize(blocks * filters, 0.0);
@@ -448,11 +471,12 @@ impl Conv2D {
 
         // One entry per block: its slices of every buffer, so the blocks can go to threads.
         let masks: &[bool] = if relu { &self.relu_mask } else { &[] };
+        let winners: &[u8] = if pool.is_some() { &self.winners } else { &[] };
         let mut masked = self
             .grad_logits
             .as_slice_mut()
             .expect("a contiguous buffer")
-            .chunks_mut(block_rows * filters);
+            .chunks_mut(grad_block_len);
         let mut grad_images = grad_input
             .as_slice_mut()
             .expect("a new array is contiguous")
@@ -466,12 +490,11 @@ impl Conv2D {
             .chunks(image_block)
             .take(blocks)
             .enumerate()
-            .zip(grad.chunks(block_rows * filters))
+            .zip(grad.chunks(grad_block_len))
             .zip(self.kernel_grad_blocks.chunks_mut(kernel_len))
             .zip(self.bias_grad_blocks.chunks_mut(filters))
         {
-            let start = index * block_rows * filters;
-            let mask = masks.get(start..start + grad.len()).unwrap_or(&[]);
+            let start = index * grad_block_len;
             let grad_images = if input_gradient {
                 grad_images.next()
             } else {
@@ -480,7 +503,8 @@ impl Conv2D {
             work.push(BlockGrad {
                 images,
                 grad,
-                mask,
+                mask: masks.get(start..start + grad.len()).unwrap_or(&[]),
+                winners: winners.get(start..start + grad.len()).unwrap_or(&[]),
                 masked: if relu { masked.next() } else { None },
                 kernel_grad,
                 bias_grad,
@@ -493,17 +517,10 @@ impl Conv2D {
             .into_shape_with_order((patch_len, filters))
             .expect("the kernel is contiguous");
         let transformed_kernel = &self.transformed_kernel[..];
-        work.into_par_iter().for_each(|block| {
-            let rows = block.grad.len() / filters;
-            let grad: &[f32] = match block.masked {
-                Some(masked) => {
-                    for ((m, &g), &keep) in masked.iter_mut().zip(block.grad).zip(block.mask) {
-                        *m = if keep { g } else { 0.0 };
-                    }
-                    masked
-                }
-                None => block.grad,
-            };
+        // Computes one block's kernel, bias and input gradients from `grad`, the gradient
+        // with respect to the block's convolution outputs before the activation.
+        let backward_block = |block: BlockParts<'_>, grad: &[f32]| {
+            let rows = grad.len() / filters;
             let grad = ArrayView2::from_shape((rows, filters), grad)
                 .expect("a block contains whole output rows");
             let mut grad_images = block.grad_images;
@@ -569,6 +586,41 @@ impl Conv2D {
                     col2im(patch_grads, grad_images, geometry);
                 });
             }
+        };
+        work.into_par_iter().for_each(|block| {
+            let BlockGrad {
+                images,
+                grad,
+                mask,
+                winners,
+                masked,
+                kernel_grad,
+                bias_grad,
+                grad_images,
+            } = block;
+            let parts = BlockParts {
+                images,
+                kernel_grad,
+                bias_grad,
+                grad_images,
+            };
+            if let Some(pool) = pool {
+                BLOCK_OUTPUT.with_borrow_mut(|values| {
+                    values.resize(
+                        images.len() / geometry.image_len() * positions * filters,
+                        0.0,
+                    );
+                    pool.unpool(grad, winners, values);
+                    backward_block(parts, values);
+                });
+            } else if let Some(masked) = masked {
+                for ((m, &g), &keep) in masked.iter_mut().zip(grad).zip(mask) {
+                    *m = if keep { g } else { 0.0 };
+                }
+                backward_block(parts, masked);
+            } else {
+                backward_block(parts, grad);
+            }
         });
 
         // Add the blocks' gradients in block order, whatever thread computed them.
@@ -622,19 +674,41 @@ impl Conv2D {
     }
 }
 
+/// Splits `values` into `blocks` slices of `len` values (the last one shorter), or returns
+/// `blocks` empty slices when `values` is empty.
+fn block_slices<T>(values: &mut [T], len: usize, blocks: usize) -> Vec<&mut [T]> {
+    if values.is_empty() {
+        (0..blocks).map(|_| Default::default()).collect()
+    } else {
+        values.chunks_mut(len).collect()
+    }
+}
+
 /// One block of images in the backward pass: its slices of the layer's buffers.
 struct BlockGrad<'a> {
     /// The block's images, as the forward pass saw them.
     images: &'a [f32],
-    /// The gradient with respect to the block's outputs (or logits).
+    /// The gradient with respect to the block's outputs (or logits), pooled outputs when
+    /// the layer pools.
     grad: &'a [f32],
-    /// The block's ReLU mask (whether each output was positive); empty without ReLU.
+    /// The block's ReLU mask (whether each output was positive); empty without ReLU and
+    /// when the layer pools.
     mask: &'a [bool],
-    /// The buffer for the ReLU-masked gradient, when there is a ReLU.
+    /// The block's pooling winners, when the layer pools.
+    winners: &'a [u8],
+    /// The buffer for the ReLU-masked gradient, when there is a ReLU and no pooling.
     masked: Option<&'a mut [f32]>,
     kernel_grad: &'a mut [f32],
     bias_grad: &'a mut [f64],
     /// The block's part of the input gradient, when the input gradient is needed.
+    grad_images: Option<&'a mut [f32]>,
+}
+
+/// The parts of a [`BlockGrad`] that receive its gradients.
+struct BlockParts<'a> {
+    images: &'a [f32],
+    kernel_grad: &'a mut [f32],
+    bias_grad: &'a mut [f64],
     grad_images: Option<&'a mut [f32]>,
 }
 
@@ -816,6 +890,8 @@ impl Layer for Conv2D {
             kernel: kernel_size,
             strides,
         };
+        self.pool = None;
+        self.winners.clear();
 
         self.kernel = self.config.kernel_initializer.init(&kernel_shape, rng);
         self.kernel_grad = Tensor::zeros(IxDyn(&kernel_shape));
@@ -863,24 +939,40 @@ impl Layer for Conv2D {
         let positions = geometry.positions_per_image();
         let patch_len = geometry.patch_len();
         let filters = self.config.filters;
-        let mut output = parallel::zeros(&[
-            batch,
-            geometry.rows.output(),
-            geometry.cols.output(),
-            filters,
-        ]);
         let relu = self.config.activation == Activation::Relu;
-        // The mask is only kept for a training pass with ReLU; otherwise its blocks are empty.
-        let mask_len = if relu && training { output.len() } else { 0 };
-        self.relu_mask.resize(mask_len, false);
-        let blocks = batch.div_ceil(per_block);
-        let masks: Vec<&mut [bool]> = if mask_len > 0 {
-            self.relu_mask
-                .chunks_mut(per_block * positions * filters)
-                .collect()
-        } else {
-            (0..blocks).map(|_| Default::default()).collect()
+        let pool = self.pool.as_ref();
+        let (mut output, out_len) = match pool {
+            Some(pool) => (
+                parallel::zeros(&pool.output_shape(batch)),
+                pool.output_len(),
+            ),
+            None => {
+                let shape = [
+                    batch,
+                    geometry.rows.output(),
+                    geometry.cols.output(),
+                    filters,
+                ];
+                (parallel::zeros(&shape), positions * filters)
+            }
         };
+        // The mask is kept for a training pass with ReLU unless the layer pools, which keeps
+        // the winners instead. Without them the blocks get empty slices.
+        let mask_len = if relu && training && pool.is_none() {
+            output.len()
+        } else {
+            0
+        };
+        self.relu_mask.resize(mask_len, false);
+        let winners_len = if training && pool.is_some() {
+            output.len()
+        } else {
+            0
+        };
+        self.winners.resize(winners_len, 0);
+        let blocks = batch.div_ceil(per_block);
+        let masks = block_slices(&mut self.relu_mask, per_block * out_len, blocks);
+        let winners = block_slices(&mut self.winners, per_block * out_len, blocks);
         let kernel = self
             .kernel
             .view()
@@ -890,16 +982,6 @@ impl Layer for Conv2D {
             .config
             .use_bias
             .then(|| self.bias.as_slice().expect("a contiguous bias"));
-        // One item per block of images: its input, its output and its part of the ReLU mask.
-        let blocks = values
-            .par_chunks(per_block * geometry.image_len())
-            .zip(
-                output
-                    .as_slice_mut()
-                    .expect("a new array is contiguous")
-                    .par_chunks_mut(per_block * positions * filters),
-            )
-            .zip(masks);
         if let Some(plan) = plan {
             self.transformed_kernel
                 .resize(plan.positions() * plan.channels * filters, 0.0);
@@ -908,10 +990,12 @@ impl Layer for Conv2D {
                 &mut self.transformed_kernel,
                 plan,
             );
-            let transformed_kernel = &self.transformed_kernel[..];
-            // Each block of images goes through the input transform, the products and the
-            // output transform with bias and ReLU on one thread.
-            blocks.for_each(|((images, out), mask)| {
+        }
+        let transformed_kernel = &self.transformed_kernel[..];
+        // Computes the convolution of one block of images into `out`, with bias, ReLU and
+        // the ReLU mask, on one thread while the block is in that core's cache.
+        let convolve = |images: &[f32], out: &mut [f32], mask: &mut [bool]| {
+            if let Some(plan) = plan {
                 TILES.with_borrow_mut(|tiles| {
                     let TileBuffers { input, output, .. } = tiles;
                     let tile_count = images.len() / geometry.image_len()
@@ -923,38 +1007,57 @@ impl Layer for Conv2D {
                     winograd::multiply_forward(input, transformed_kernel, output, plan);
                     winograd::transform_output(output, out, mask, bias, relu, plan);
                 });
+                return;
+            }
+            let rows = out.len() / filters;
+            let mut z = ArrayViewMut2::from_shape((rows, filters), &mut *out)
+                .expect("a block contains whole output rows");
+            PATCHES.with_borrow_mut(|patches| {
+                patches.resize(rows * patch_len, 0.0);
+                im2col(images, patches, geometry);
+                let patches = ArrayView2::from_shape((patch_len, rows), &patches[..])
+                    .expect("a block contains one patch per output position");
+                gemm_on_this_thread(1.0, &patches.t(), &kernel, 0.0, &mut z);
             });
-        } else {
-            // Each block of images goes from im2col through the GEMM, the bias and the ReLU on
-            // one thread, while its rows are in that core's cache.
-            blocks.for_each(|((images, out), mask)| {
-                let rows = out.len() / filters;
-                let mut z = ArrayViewMut2::from_shape((rows, filters), &mut *out)
-                    .expect("a block contains whole output rows");
-                PATCHES.with_borrow_mut(|patches| {
-                    patches.resize(rows * patch_len, 0.0);
-                    im2col(images, patches, geometry);
-                    let patches = ArrayView2::from_shape((patch_len, rows), &patches[..])
-                        .expect("a block contains one patch per output position");
-                    gemm_on_this_thread(1.0, &patches.t(), &kernel, 0.0, &mut z);
-                });
-                if let Some(bias) = bias {
-                    for row in out.chunks_exact_mut(filters) {
-                        for (value, &b) in row.iter_mut().zip(bias) {
-                            *value += b;
-                        }
+            if let Some(bias) = bias {
+                for row in out.chunks_exact_mut(filters) {
+                    for (value, &b) in row.iter_mut().zip(bias) {
+                        *value += b;
                     }
                 }
-                if relu {
-                    for value in out.iter_mut() {
-                        *value = activation::relu(*value);
-                    }
-                    for (keep, &value) in mask.iter_mut().zip(out.iter()) {
-                        *keep = value > 0.0;
-                    }
+            }
+            if relu {
+                for value in out.iter_mut() {
+                    *value = activation::relu(*value);
                 }
+                for (keep, &value) in mask.iter_mut().zip(out.iter()) {
+                    *keep = value > 0.0;
+                }
+            }
+        };
+        // One item per block of images: its input, its output, and its parts of the ReLU
+        // mask and of the pooling winners.
+        values
+            .par_chunks(per_block * geometry.image_len())
+            .zip(
+                output
+                    .as_slice_mut()
+                    .expect("a new array is contiguous")
+                    .par_chunks_mut(per_block * out_len),
+            )
+            .zip(masks)
+            .zip(winners)
+            .for_each(|(((images, out), mask), winners)| match pool {
+                Some(pool) => BLOCK_OUTPUT.with_borrow_mut(|values| {
+                    values.resize(
+                        images.len() / geometry.image_len() * positions * filters,
+                        0.0,
+                    );
+                    convolve(images, values, &mut []);
+                    pool.pool(values, out, winners, relu);
+                }),
+                None => convolve(images, out, mask),
             });
-        }
         self.training_batch = training.then_some(batch);
         self.input = if training {
             input
@@ -988,6 +1091,32 @@ impl Layer for Conv2D {
 
     fn set_input_gradient_needed(&mut self, needed: bool) {
         self.input_gradient_needed = needed;
+    }
+
+    fn fuse_next(&mut self, next: &dyn Layer) -> bool {
+        let activation_fuses = matches!(
+            self.config.activation,
+            Activation::Relu | Activation::Linear
+        );
+        if !activation_fuses || next.class_name() != "MaxPooling2D" || self.kernel.is_empty() {
+            return false;
+        }
+        let Ok(config) = Pooling2DConfig::deserialize(&next.config()["config"]) else {
+            return false;
+        };
+        let output_shape = [
+            self.geometry.rows.output(),
+            self.geometry.cols.output(),
+            self.config.filters,
+        ];
+        match FusedPool::new(&config, &output_shape) {
+            Ok(Some(pool)) => {
+                self.pool = Some(pool);
+                self.training_batch = None;
+                true
+            }
+            _ => false,
+        }
     }
 
     fn weights(&self) -> Vec<(&'static str, &Tensor)> {

@@ -1,9 +1,12 @@
+use grit_tensor::parallel;
+use grit_tensor::rayon::prelude::*;
 use grit_tensor::{Rng, Tensor};
 use ndarray::IxDyn;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::buffer::reshape_buffer;
+use super::flatten::standard_layout;
 use super::label;
 use crate::{Layer, NnError, Result};
 
@@ -106,22 +109,38 @@ impl Layer for Dropout {
     }
 
     fn forward(&mut self, input: &Tensor, training: bool, rng: &mut Rng) -> Tensor {
+        self.forward_owned(input.clone(), training, rng)
+    }
+
+    fn forward_owned(&mut self, input: Tensor, training: bool, rng: &mut Rng) -> Tensor {
         if !training {
-            return input.clone();
+            return input;
         }
         let rate = self.config.rate;
         reshape_buffer(&mut self.mask, input.shape());
         if rate == 0.0 {
             // Keras draws nothing for a zero rate, and neither does this layer.
             self.mask.fill(1.0);
-            return input.clone();
+            return input;
         }
         let scale = 1.0 / (1.0 - rate);
-        for multiplier in self.mask.iter_mut() {
-            // `unit` is uniform in [0, 1), so the value is kept with probability 1 - rate.
-            *multiplier = if rng.unit() >= rate { scale } else { 0.0 };
-        }
-        input * &self.mask
+        let mut output = standard_layout(input);
+        let mask = self.mask.as_slice_mut().expect("a standard-layout buffer");
+        // The draws are uniform in [0, 1), so each value is kept with probability 1 - rate.
+        rng.fill_units(mask);
+        let values = output.as_slice_mut().expect("a standard-layout tensor");
+        let block = parallel::block_len(values.len());
+        mask.par_chunks_mut(block)
+            .zip(values.par_chunks_mut(block))
+            // `move` copies `rate` and `scale` into the closure. Read through references, they
+            // were loaded again for every value, which kept the loop from vectorising.
+            .for_each(move |(mask, values)| {
+                for (multiplier, value) in mask.iter_mut().zip(values) {
+                    *multiplier = if *multiplier >= rate { scale } else { 0.0 };
+                    *value *= *multiplier;
+                }
+            });
+        output
     }
 
     fn backward(&mut self, grad_output: &Tensor) -> Tensor {

@@ -8,6 +8,7 @@ mod conv2d;
 mod dense;
 mod dropout;
 mod flatten;
+mod fused_pool;
 mod global_average_pooling2d;
 mod max_pooling2d;
 mod pooling;

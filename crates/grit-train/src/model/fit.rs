@@ -571,7 +571,9 @@ impl Sequential {
             if index < first_trainable {
                 break;
             }
-            grad = layer.backward(&grad);
+            if !self.fused[index] {
+                grad = layer.backward(&grad);
+            }
         }
         let mut params: Vec<ParamMut<'_>> = self
             .layers

@@ -53,6 +53,9 @@ pub struct Sequential {
     completed_epochs: usize,
     /// Index of the first layer with trainable weights: backpropagation stops there.
     first_trainable: usize,
+    /// For each layer, whether the layer before it computes its work (see
+    /// [`Layer::fuse_next`]), so both passes skip it.
+    fused: Vec<bool>,
 }
 
 /// The optimizer, loss and metrics that `compile` set.
@@ -85,6 +88,7 @@ impl Sequential {
             compiled: None,
             completed_epochs: 0,
             first_trainable: 0,
+            fused: Vec::new(),
         }
     }
 
@@ -193,8 +197,26 @@ impl Sequential {
         for (index, layer) in self.layers.iter_mut().enumerate() {
             layer.set_input_gradient_needed(index > self.first_trainable);
         }
+        self.fuse_layers();
         self.built = true;
         Ok(())
+    }
+
+    /// Offers each layer the layer after it (see [`Layer::fuse_next`]). The last layer is
+    /// never taken, because the training step reads the last layer's logits for the loss.
+    fn fuse_layers(&mut self) {
+        let count = self.layers.len();
+        self.fused = vec![false; count];
+        let mut index = 0;
+        while index + 2 < count {
+            let (head, tail) = self.layers.split_at_mut(index + 1);
+            if head[index].fuse_next(tail[0].as_ref()) {
+                self.fused[index + 1] = true;
+                index += 2;
+            } else {
+                index += 1;
+            }
+        }
     }
 
     fn assign_names(&mut self) {
@@ -432,8 +454,10 @@ impl Sequential {
     /// [`Layer::forward_owned`]).
     pub(crate) fn forward(&mut self, input: Tensor, training: bool) -> Tensor {
         let mut x = input;
-        for layer in &mut self.layers {
-            x = layer.forward_owned(x, training, &mut self.rng);
+        for (layer, &fused) in self.layers.iter_mut().zip(&self.fused) {
+            if !fused {
+                x = layer.forward_owned(x, training, &mut self.rng);
+            }
         }
         x
     }
@@ -543,6 +567,27 @@ mod tests {
         };
         assert_eq!(build(5), build(5));
         assert_ne!(build(5), build(6));
+    }
+
+    #[test]
+    fn convolution_takes_following_pooling() {
+        use grit_nn::{Conv2D, MaxPooling2D};
+        use grit_tensor::Activation;
+        use ndarray::IxDyn;
+        let mut model = Sequential::new([16, 16, 1])
+            .add(Conv2D::new(4, (3, 3)).activation(Activation::Relu))
+            .add(MaxPooling2D::new())
+            .add(Conv2D::new(4, (3, 3)).activation(Activation::Sigmoid))
+            .add(MaxPooling2D::new())
+            .add(Conv2D::new(4, (1, 1)))
+            .add(MaxPooling2D::new());
+        model.build().unwrap();
+        // A sigmoid keeps its pooling separate, and the last layer is never taken.
+        assert_eq!(model.fused, [false, true, false, false, false, false]);
+        let output = model
+            .predict(&Tensor::zeros(IxDyn(&[2, 16, 16, 1])), 2)
+            .unwrap();
+        assert_eq!(output.shape(), &[2, 1, 1, 4]);
     }
 
     #[test]
