@@ -321,6 +321,26 @@ def child_environment(framework, threads):
 # ----------------------------------------------------------------------------- running
 
 
+def probe_round_trip(grit_bench, cpus):
+    """Return the round trip between two threads in ns (see `grit-bench --probe`), or None.
+
+    The 2-vCPU VMs the benchmarks ran on gave 60 to 130 ns at some times and 350 to 400 ns at
+    others, and two threads that share data ran much slower in the second state, so every run
+    records the value measured just before it.
+    """
+    if cpus is not None and len(cpus) < 2:
+        # Two spinning threads on one CPU would wait for each other's time slices.
+        return None
+    output = subprocess.run(
+        [str(grit_bench), "--probe"],
+        capture_output=True,
+        text=True,
+        check=True,
+        preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,
+    ).stdout
+    return json.loads(output)["core_round_trip_ns"]
+
+
 def run_child(framework, config, grit_bench, venv_python, log_dir, index):
     """Run one training process and return its JSON result with process measurements."""
     command = child_command(framework, config, grit_bench, venv_python)
@@ -333,6 +353,9 @@ def run_child(framework, config, grit_bench, venv_python, log_dir, index):
     stderr_path = log_dir / f"{stem}.err"
 
     load_before = os.getloadavg()
+    round_trip = probe_round_trip(grit_bench, cpus)
+    if round_trip is not None:
+        log(f"thread round trip before the run: {round_trip:.0f} ns")
     started = time.perf_counter()
     with open(stdout_path, "w") as stdout, open(stderr_path, "w") as stderr:
         process = subprocess.Popen(
@@ -360,6 +383,7 @@ def run_child(framework, config, grit_bench, venv_python, log_dir, index):
         "cpu_user_seconds": usage.ru_utime,
         "cpu_system_seconds": usage.ru_stime,
         "load_average_before": load_before,
+        "core_round_trip_ns_before": round_trip,
         "load_average_after": os.getloadavg(),
         "stdout": str(stdout_path),
         "stderr": str(stderr_path),
@@ -495,7 +519,8 @@ def main(argv):
     args = parse_args(argv)
     check_mnist()
     frameworks = args.frameworks
-    grit_bench = build_grit_bench() if "grit" in frameworks else None
+    # Also built for Keras-only runs, whose records get the `--probe` value as well.
+    grit_bench = build_grit_bench()
     needs_keras = any(f != "grit" for f in frameworks)
     venv_python = ensure_venv(args.python) if needs_keras else None
 

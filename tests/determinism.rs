@@ -2,9 +2,9 @@
 //! threads.
 //!
 //! grit computes on rayon's current thread pool, so each run trains inside a pool of its
-//! own size. The model has a convolution (split into blocks of images), batch
-//! normalization, dropout and dense layers whose products are large enough to be split
-//! among threads, and training shuffles and validates.
+//! own size. The model has convolutions (split into blocks of images, one of them pooling
+//! its own output), batch normalization, dropout and dense layers whose products are large
+//! enough to be split among threads, and training shuffles and validates.
 
 use std::hash::{DefaultHasher, Hasher};
 
@@ -26,12 +26,14 @@ fn model(seed: u64) -> Sequential {
         .add(Conv2D::new(16, (3, 3)).activation(Activation::Relu))
         .add(BatchNormalization::new())
         .add(MaxPooling2D::new())
-        // With 16 input channels, this convolution takes the Winograd path.
+        // With 16 input channels, this convolution takes the Winograd path, and it computes
+        // the pooling after it.
         .add(
             Conv2D::new(16, (3, 3))
                 .padding(Padding::Same)
                 .activation(Activation::Relu),
         )
+        .add(MaxPooling2D::new())
         .add(Flatten::new())
         .add(Dense::new(128).activation(Activation::Relu))
         .add(Dropout::new(0.3))

@@ -122,6 +122,13 @@ const MIN_BLOCKS: usize = 8;
 /// weights or output gradient holds an infinity, a NaN or a magnitude over 2³² takes the
 /// im2col path, so such values spread exactly as in a direct convolution.
 ///
+/// In a model, a Conv2D with ReLU or no activation computes the [`MaxPooling2D`] that
+/// follows it (see [`Layer::fuse_next`]): it pools each block of images while the block's
+/// output is in cache, keeps the winners' positions, and rebuilds each block's gradient from
+/// them in the backward pass. The results are bit-identical to the two layers'.
+///
+/// [`MaxPooling2D`]: super::MaxPooling2D
+///
 /// NOTE: Winograd's error grows with the largest value in each tile of inputs, not with
 /// each output's own terms. For inputs in [-1, 1], outputs and gradients stayed within about
 /// 6e-6 of each tensor's largest value (up to 2e-4 of `max(1, |value|)` for kernel
@@ -182,6 +189,8 @@ pub struct Conv2D {
     transformed_kernel: Vec<f32>,
     /// The Winograd-transformed kernel gradient, summed over the blocks.
     transformed_kernel_grad: Vec<f32>,
+    /// `transformed_kernel` with each position's matrix transposed, for the input gradient.
+    transposed_kernel: Vec<f32>,
     /// Whether the last forward pass took the Winograd path.
     winograd_pass: bool,
     /// The max pooling of the next layer, when the layer computes it (see
@@ -283,6 +292,7 @@ impl Conv2D {
             winograd: None,
             transformed_kernel: Vec::new(),
             transformed_kernel_grad: Vec::new(),
+            transposed_kernel: Vec::new(),
             winograd_pass: false,
             pool: None,
             winners: Vec::new(),
@@ -516,7 +526,12 @@ impl Conv2D {
             .view()
             .into_shape_with_order((patch_len, filters))
             .expect("the kernel is contiguous");
-        let transformed_kernel = &self.transformed_kernel[..];
+        if let Some(plan) = plan.filter(|_| input_gradient) {
+            self.transposed_kernel
+                .resize(self.transformed_kernel.len(), 0.0);
+            winograd::transpose_kernel(&self.transformed_kernel, &mut self.transposed_kernel, plan);
+        }
+        let transposed_kernel = &self.transposed_kernel[..];
         // Computes one block's kernel, bias and input gradients from `grad`, the gradient
         // with respect to the block's convolution outputs before the activation.
         let backward_block = |block: BlockParts<'_>, grad: &[f32]| {
@@ -542,7 +557,7 @@ impl Conv2D {
                     winograd::multiply_kernel_grad(input, output, block.kernel_grad, plan);
                     if let Some(grad_images) = grad_images.take() {
                         input_grad.resize(tile_count * plan.channels, 0.0);
-                        winograd::multiply_input_grad(output, transformed_kernel, input_grad, plan);
+                        winograd::multiply_input_grad(output, transposed_kernel, input_grad, plan);
                         winograd::add_input_grad(input_grad, grad_images, plan);
                     }
                 });

@@ -21,6 +21,9 @@ use crate::{Layer, Result};
 /// to the input value that won its window. In a tie, the first maximum in row-major order
 /// within the window wins.
 ///
+/// A model skips this layer when the [`Conv2D`](super::Conv2D) before it computes the pooling
+/// itself, which gives the same results (see [`Layer::fuse_next`]).
+///
 /// ```
 /// use grit_nn::{Layer, MaxPooling2D};
 /// use grit_tensor::Rng;

@@ -719,20 +719,41 @@ pub(crate) fn multiply_kernel_grad(
     }
 }
 
+/// Writes the transformed kernel's matrices transposed, `[ξ][filter][channel]`, into
+/// `transposed`: the layout of the input-gradient products' right operand that matrixmultiply
+/// packs with whole-row copies (it packs a transposed view one value at a time).
+pub(crate) fn transpose_kernel(kernel: &[f32], transposed: &mut [f32], plan: &TilePlan) {
+    let len = plan.channels * plan.filters;
+    for xi in 0..plan.positions() {
+        let mut target = ArrayViewMut2::from_shape(
+            (plan.filters, plan.channels),
+            &mut transposed[xi * len..(xi + 1) * len],
+        )
+        .expect("the transposed kernel contains one matrix per position");
+        target.assign(&kernel_view(kernel, xi, plan).t());
+    }
+}
+
 /// Computes the transformed input gradient of one block: for every ξ,
-/// `input_grad_tiles[ξ] = grad_tiles[ξ] · kernel[ξ]ᵀ`.
+/// `input_grad_tiles[ξ] = grad_tiles[ξ] · kernel[ξ]ᵀ`, where `transposed_kernel` holds the
+/// `kernel[ξ]ᵀ` that [`transpose_kernel`] writes.
 pub(crate) fn multiply_input_grad(
     grad_tiles: &[f32],
-    kernel: &[f32],
+    transposed_kernel: &[f32],
     input_grad_tiles: &mut [f32],
     plan: &TilePlan,
 ) {
     let positions = plan.positions();
+    let len = plan.channels * plan.filters;
     for xi in 0..positions {
         let a = position_view(grad_tiles, xi, plan.filters, positions);
-        let b = kernel_view(kernel, xi, plan);
+        let b = ArrayView2::from_shape(
+            (plan.filters, plan.channels),
+            &transposed_kernel[xi * len..(xi + 1) * len],
+        )
+        .expect("the transposed kernel contains one matrix per position");
         let mut c = position_view_mut(input_grad_tiles, xi, plan.channels, positions);
-        gemm_on_this_thread(1.0, &a, &b.t(), 0.0, &mut c);
+        gemm_on_this_thread(1.0, &a, &b, 0.0, &mut c);
     }
 }
 
