@@ -325,7 +325,7 @@ def probe_round_trip(grit_bench, cpus):
     """Return the round trip between two threads in ns (see `grit-bench --probe`), or None.
 
     The 2-vCPU VMs the benchmarks ran on gave 60 to 130 ns at some times and 350 to 400 ns at
-    others, and two threads that share data ran much slower in the second state, so every run
+    others. Two threads that share data ran much slower in the second state, so every run
     records the value measured just before it.
     """
     if cpus is not None and len(cpus) < 2:

@@ -194,7 +194,7 @@ struct EpochTimes {
 const PROBE_ROUND_TRIPS: u64 = 20_000;
 
 /// Returns the median time, in nanoseconds, for one thread to hand a value to another and get
-/// an answer back, over blocks of round trips through one atomic variable. Returns `None` when
+/// one back, over blocks of round trips through one atomic variable. Returns `None` when
 /// the process may run on fewer than 2 CPUs, where the two spinning threads would wait for each
 /// other's time slices.
 ///

@@ -83,6 +83,7 @@ impl FusedPool {
     }
 }
 
+/// [`FusedPool::pool`], compiled for AVX-512 and AVX2 as well.
 #[multiversion(targets("x86_64+avx512f+avx512vl", "x86_64+avx2"))]
 fn pool_windows(
     pool: &FusedPool,
@@ -96,55 +97,36 @@ fn pool_windows(
     let width = geometry.cols.input;
     let keep_winners = !winners.is_empty();
     let mut codes = winners.chunks_exact_mut(channels);
+    let mut output = pooled.chunks_exact_mut(channels);
     // One window's maxima, and its winners as 32-bit lanes, which blend in the same vector
     // instructions as the values. They stay in L1 while the window is pooled, and the
     // output gets one write.
     let mut maxima = vec![0.0f32; channels];
     let mut window_winners = vec![0u32; channels];
-    let mut output = pooled.chunks_exact_mut(channels);
+
     for image in values.chunks_exact(geometry.image_len()) {
         for row_span in &geometry.rows.spans {
             for col_span in &geometry.cols.spans {
+                let out = output.next().expect("the output has one pixel per window");
+                let targets = if keep_winners { codes.next() } else { None };
                 if row_span.len == 2 && col_span.len == 2 && pool.pool_width == 2 {
                     let pixel = row_span.input_start * width + col_span.input_start;
                     let top = &image[pixel * channels..(pixel + 2) * channels];
                     let bottom = &image[(pixel + width) * channels..(pixel + width + 2) * channels];
-                    let out = output.next().expect("the output has one pixel per window");
-                    let targets = if keep_winners { codes.next() } else { None };
                     pool_two_by_two(top, bottom, out, targets, relu);
                     continue;
                 }
-                let mut first = true;
-                for (row_offset, row) in row_span.input_range().enumerate() {
-                    for (col_offset, col) in col_span.input_range().enumerate() {
-                        let pixel = row * width + col;
-                        let values = &image[pixel * channels..(pixel + 1) * channels];
-                        // Fits: `new` takes windows of fewer than `NO_WINNER` positions.
-                        let code = (row_offset * pool.pool_width + col_offset) as u32;
-                        if first {
-                            maxima.copy_from_slice(values);
-                            window_winners.fill(code);
-                            first = false;
-                            continue;
-                        }
-                        // A strict comparison keeps the first maximum in a tie, as
-                        // MaxPooling2D does, and blends with a bit mask as it does.
-                        let lanes = maxima.iter_mut().zip(window_winners.iter_mut()).zip(values);
-                        for ((maximum, winner), &value) in lanes {
-                            let mask = ((value > *maximum) as u32).wrapping_neg();
-                            *maximum = f32::from_bits(
-                                (value.to_bits() & mask) | (maximum.to_bits() & !mask),
-                            );
-                            *winner = (code & mask) | (*winner & !mask);
-                        }
-                    }
-                }
-                output
-                    .next()
-                    .expect("the output has one pixel per window")
-                    .copy_from_slice(&maxima);
-                if keep_winners {
-                    let targets = codes.next().expect("one winner per pooled value");
+
+                let window = Window {
+                    image,
+                    rows: row_span,
+                    cols: col_span,
+                    width,
+                    pool_width: pool.pool_width,
+                };
+                pool_window(&window, &mut maxima, &mut window_winners);
+                out.copy_from_slice(&maxima);
+                if let Some(targets) = targets {
                     let lanes = targets.iter_mut().zip(&window_winners).zip(maxima.iter());
                     for ((target, &winner), &maximum) in lanes {
                         // A NaN maximum fails `> 0.0` as well and gets no gradient, as
@@ -156,6 +138,47 @@ fn pool_windows(
                         };
                     }
                 }
+            }
+        }
+    }
+}
+
+/// One pooling window over one image of convolution outputs.
+struct Window<'a> {
+    image: &'a [f32],
+    rows: &'a Span,
+    cols: &'a Span,
+    /// The image width.
+    width: usize,
+    /// The pool's window width, which numbers the positions in a window.
+    pool_width: usize,
+}
+
+/// Writes the maximum of `window` per channel into `maxima`, and the position of its first
+/// occurrence into `winners`.
+#[inline(always)]
+fn pool_window(window: &Window<'_>, maxima: &mut [f32], winners: &mut [u32]) {
+    let channels = maxima.len();
+    let mut first = true;
+    for (row_offset, row) in window.rows.input_range().enumerate() {
+        for (col_offset, col) in window.cols.input_range().enumerate() {
+            let pixel = row * window.width + col;
+            let values = &window.image[pixel * channels..(pixel + 1) * channels];
+            // Fits: `FusedPool::new` takes windows of fewer than `NO_WINNER` positions.
+            let code = (row_offset * window.pool_width + col_offset) as u32;
+            if first {
+                maxima.copy_from_slice(values);
+                winners.fill(code);
+                first = false;
+                continue;
+            }
+            // A strict comparison keeps the first maximum in a tie, as MaxPooling2D does, and
+            // blends with a bit mask as it does.
+            let lanes = maxima.iter_mut().zip(winners.iter_mut()).zip(values);
+            for ((maximum, winner), &value) in lanes {
+                let mask = ((value > *maximum) as u32).wrapping_neg();
+                *maximum = f32::from_bits((value.to_bits() & mask) | (maximum.to_bits() & !mask));
+                *winner = (code & mask) | (*winner & !mask);
             }
         }
     }

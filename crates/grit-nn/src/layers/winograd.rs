@@ -735,7 +735,7 @@ pub(crate) fn transpose_kernel(kernel: &[f32], transposed: &mut [f32], plan: &Ti
 }
 
 /// Computes the transformed input gradient of one block: for every ξ,
-/// `input_grad_tiles[ξ] = grad_tiles[ξ] · kernel[ξ]ᵀ`, where `transposed_kernel` holds the
+/// `input_grad_tiles[ξ] = grad_tiles[ξ] · kernel[ξ]ᵀ`, where `transposed_kernel` contains the
 /// `kernel[ξ]ᵀ` that [`transpose_kernel`] writes.
 pub(crate) fn multiply_input_grad(
     grad_tiles: &[f32],
