@@ -75,11 +75,7 @@ impl FusedPool {
     /// the pooling's backward pass would give them: each window's gradient in `grad` added
     /// to its winner, zero elsewhere.
     pub(crate) fn unpool(&self, grad: &[f32], winners: &[u8], grad_values: &mut [f32]) {
-        if self.disjoint {
-            unpool_disjoint(self, grad, winners, grad_values);
-        } else {
-            unpool_overlapping(self, grad, winners, grad_values);
-        }
+        unpool_windows(self, grad, winners, grad_values);
     }
 }
 
@@ -226,14 +222,16 @@ fn pool_two_by_two(
     }
 }
 
-/// [`FusedPool::unpool`] for windows that never share a value: each value gets its
-/// window's gradient or zero, written once.
+/// [`FusedPool::unpool`], compiled for AVX-512 and AVX2 as well. Where no two windows share
+/// a value, each value gets its window's gradient or zero, written once. Otherwise the
+/// values start at zero and each window's gradient is added to its winner in window order,
+/// as the pooling layer adds them.
 #[multiversion(targets("x86_64+avx512f+avx512vl", "x86_64+avx2"))]
-fn unpool_disjoint(pool: &FusedPool, grad: &[f32], winners: &[u8], grad_values: &mut [f32]) {
-    let geometry = &pool.geometry;
+fn unpool_windows(pool: &FusedPool, grad: &[f32], winners: &[u8], grad_values: &mut [f32]) {
     if !pool.covers_input {
         grad_values.fill(0.0);
     }
+    let geometry = &pool.geometry;
     let channels = geometry.channels;
     let width = geometry.cols.input;
     let mut pixels = grad
@@ -243,6 +241,19 @@ fn unpool_disjoint(pool: &FusedPool, grad: &[f32], winners: &[u8], grad_values: 
         for row_span in &geometry.rows.spans {
             for col_span in &geometry.cols.spans {
                 let (grads, codes) = pixels.next().expect("one gradient per window");
+                if !pool.disjoint {
+                    for (channel, (&g, &code)) in grads.iter().zip(codes).enumerate() {
+                        if code == NO_WINNER {
+                            continue;
+                        }
+                        let code = usize::from(code);
+                        let row = row_span.input_start + code / pool.pool_width;
+                        let col = col_span.input_start + code % pool.pool_width;
+                        image[(row * width + col) * channels + channel] += g;
+                    }
+                    continue;
+                }
+
                 if row_span.len == 2 && col_span.len == 2 && pool.pool_width == 2 {
                     let pixel = row_span.input_start * width + col_span.input_start;
                     let (above, below) = image[pixel * channels..].split_at_mut(width * channels);
@@ -283,34 +294,6 @@ fn unpool_two_by_two(grads: &[f32], codes: &[u8], top: &mut [f32], bottom: &mut 
         top_right[channel] = if code == 1 { g } else { 0.0 };
         bottom_left[channel] = if code == 2 { g } else { 0.0 };
         bottom_right[channel] = if code == 3 { g } else { 0.0 };
-    }
-}
-
-/// [`FusedPool::unpool`] for overlapping windows: each window's gradient is added to its
-/// winner in window order, as the pooling layer adds them.
-fn unpool_overlapping(pool: &FusedPool, grad: &[f32], winners: &[u8], grad_values: &mut [f32]) {
-    grad_values.fill(0.0);
-    let geometry = &pool.geometry;
-    let channels = geometry.channels;
-    let width = geometry.cols.input;
-    let mut pixels = grad
-        .chunks_exact(channels)
-        .zip(winners.chunks_exact(channels));
-    for image in grad_values.chunks_exact_mut(geometry.image_len()) {
-        for row_span in &geometry.rows.spans {
-            for col_span in &geometry.cols.spans {
-                let (grads, codes) = pixels.next().expect("one gradient per window");
-                for (channel, (&g, &code)) in grads.iter().zip(codes).enumerate() {
-                    if code == NO_WINNER {
-                        continue;
-                    }
-                    let code = usize::from(code);
-                    let row = row_span.input_start + code / pool.pool_width;
-                    let col = col_span.input_start + code % pool.pool_width;
-                    image[(row * width + col) * channels + channel] += g;
-                }
-            }
-        }
     }
 }
 
