@@ -1007,9 +1007,10 @@ impl Layer for Conv2D {
             );
         }
         let transformed_kernel = &self.transformed_kernel[..];
-        // Computes the convolution of one block of images into `out`, with bias, ReLU and
-        // the ReLU mask, on one thread while the block is in that core's cache.
-        let convolve = |images: &[f32], out: &mut [f32], mask: &mut [bool]| {
+        // Computes the convolution of one block of images into `out`, on one thread while the
+        // block is in that core's cache. With `finish` set it adds the bias and applies ReLU
+        // (with its mask). Winograd's output transform always does.
+        let convolve = |images: &[f32], out: &mut [f32], mask: &mut [bool], finish: bool| {
             if let Some(plan) = plan {
                 TILES.with_borrow_mut(|tiles| {
                     let TileBuffers { input, output, .. } = tiles;
@@ -1034,6 +1035,9 @@ impl Layer for Conv2D {
                     .expect("a block contains one patch per output position");
                 gemm_on_this_thread(1.0, &patches.t(), &kernel, 0.0, &mut z);
             });
+            if !finish {
+                return;
+            }
             if let Some(bias) = bias {
                 for row in out.chunks_exact_mut(filters) {
                     for (value, &b) in row.iter_mut().zip(bias) {
@@ -1063,15 +1067,21 @@ impl Layer for Conv2D {
             .zip(masks)
             .zip(winners)
             .for_each(|(((images, out), mask), winners)| match pool {
+                // The im2col path leaves the bias and ReLU to the pooling, which applies
+                // them to each value as it reads it.
                 Some(pool) => BLOCK_OUTPUT.with_borrow_mut(|values| {
                     values.resize(
                         images.len() / geometry.image_len() * positions * filters,
                         0.0,
                     );
-                    convolve(images, values, &mut []);
-                    pool.pool(values, out, winners, relu);
+                    convolve(images, values, &mut [], plan.is_some());
+                    let bias = match (plan, bias) {
+                        (None, Some(bias)) => bias,
+                        _ => &[],
+                    };
+                    pool.pool(values, out, winners, bias, relu);
                 }),
-                None => convolve(images, out, mask),
+                None => convolve(images, out, mask, true),
             });
         self.training_batch = training.then_some(batch);
         self.input = if training {

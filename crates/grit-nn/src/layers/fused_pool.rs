@@ -11,6 +11,8 @@
 
 use multiversion::multiversion;
 
+use grit_tensor::activation::relu;
+
 use super::pooling::{PoolGeometry, Pooling2DConfig};
 use super::spatial::Span;
 use crate::Result;
@@ -65,10 +67,19 @@ impl FusedPool {
 
     /// Writes the maximum of every window of the convolution outputs `values` (whole
     /// images) into `pooled`, and the position of its first occurrence into `winners`,
-    /// unless `winners` is empty. With `relu` set, a window whose maximum is not positive
-    /// gets [`NO_WINNER`], because the ReLU before the pooling passes it no gradient.
-    pub(crate) fn pool(&self, values: &[f32], pooled: &mut [f32], winners: &mut [u8], relu: bool) {
-        pool_windows(self, values, pooled, winners, relu);
+    /// unless `winners` is empty. Each value gets `bias` (one per channel, unless empty)
+    /// added and, with `relu` set, ReLU applied before it is compared, as the convolution
+    /// would have done before writing it. With `relu` set, a window whose maximum is not
+    /// positive gets [`NO_WINNER`], because the ReLU passes it no gradient.
+    pub(crate) fn pool(
+        &self,
+        values: &[f32],
+        pooled: &mut [f32],
+        winners: &mut [u8],
+        bias: &[f32],
+        relu: bool,
+    ) {
+        pool_windows(self, values, pooled, winners, bias, relu);
     }
 
     /// Writes into `grad_values` (whole images of convolution outputs) the gradient that
@@ -86,7 +97,34 @@ fn pool_windows(
     values: &[f32],
     pooled: &mut [f32],
     winners: &mut [u8],
+    bias: &[f32],
     relu: bool,
+) {
+    // One copy of the loops per combination, so that none tests the settings per value.
+    match (bias.is_empty(), relu) {
+        (true, false) => pool_finished::<false, false>(pool, values, pooled, winners, bias),
+        (true, true) => pool_finished::<false, true>(pool, values, pooled, winners, bias),
+        (false, false) => pool_finished::<true, false>(pool, values, pooled, winners, bias),
+        (false, true) => pool_finished::<true, true>(pool, values, pooled, winners, bias),
+    }
+}
+
+/// Returns `value` plus `bias` when `BIAS` is set, through ReLU when `RELU` is set: the
+/// operations of the convolution's own bias and ReLU passes, in their order.
+#[inline(always)]
+fn finish<const BIAS: bool, const RELU: bool>(value: f32, bias: f32) -> f32 {
+    let value = if BIAS { value + bias } else { value };
+    if RELU { relu(value) } else { value }
+}
+
+/// [`pool_windows`] for one combination of bias and ReLU.
+#[inline(always)]
+fn pool_finished<const BIAS: bool, const RELU: bool>(
+    pool: &FusedPool,
+    values: &[f32],
+    pooled: &mut [f32],
+    winners: &mut [u8],
+    bias: &[f32],
 ) {
     let geometry = &pool.geometry;
     let channels = geometry.channels;
@@ -109,7 +147,7 @@ fn pool_windows(
                     let pixel = row_span.input_start * width + col_span.input_start;
                     let top = &image[pixel * channels..(pixel + 2) * channels];
                     let bottom = &image[(pixel + width) * channels..(pixel + width + 2) * channels];
-                    pool_two_by_two(top, bottom, out, targets, relu);
+                    pool_two_by_two::<BIAS, RELU>(top, bottom, bias, out, targets);
                     continue;
                 }
 
@@ -120,14 +158,14 @@ fn pool_windows(
                     width,
                     pool_width: pool.pool_width,
                 };
-                pool_window(&window, &mut maxima, &mut window_winners);
+                pool_window::<BIAS, RELU>(&window, bias, &mut maxima, &mut window_winners);
                 out.copy_from_slice(&maxima);
                 if let Some(targets) = targets {
                     let lanes = targets.iter_mut().zip(&window_winners).zip(maxima.iter());
                     for ((target, &winner), &maximum) in lanes {
                         // A NaN maximum fails `> 0.0` as well and gets no gradient, as
                         // with the ReLU mask.
-                        *target = if !relu || maximum > 0.0 {
+                        *target = if !RELU || maximum > 0.0 {
                             winner as u8
                         } else {
                             NO_WINNER
@@ -151,10 +189,17 @@ struct Window<'a> {
 }
 
 /// Writes the maximum of `window` per channel into `maxima`, and the position of its first
-/// occurrence into `winners`.
+/// occurrence into `winners`, comparing the values as [`finish`] gives them.
 #[inline(always)]
-fn pool_window(window: &Window<'_>, maxima: &mut [f32], winners: &mut [u32]) {
+fn pool_window<const BIAS: bool, const RELU: bool>(
+    window: &Window<'_>,
+    bias: &[f32],
+    maxima: &mut [f32],
+    winners: &mut [u32],
+) {
     let channels = maxima.len();
+    // Cut to the channel count, so that indexing by channel needs no bounds check.
+    let bias = if BIAS { &bias[..channels] } else { bias };
     let mut first = true;
     for (row_offset, row) in window.rows.input_range().enumerate() {
         for (col_offset, col) in window.cols.input_range().enumerate() {
@@ -163,7 +208,9 @@ fn pool_window(window: &Window<'_>, maxima: &mut [f32], winners: &mut [u32]) {
             // Fits: `FusedPool::new` takes windows of fewer than `NO_WINNER` positions.
             let code = (row_offset * window.pool_width + col_offset) as u32;
             if first {
-                maxima.copy_from_slice(values);
+                for (channel, (maximum, &value)) in maxima.iter_mut().zip(values).enumerate() {
+                    *maximum = finish::<BIAS, RELU>(value, bias_of::<BIAS>(bias, channel));
+                }
                 winners.fill(code);
                 first = false;
                 continue;
@@ -171,7 +218,8 @@ fn pool_window(window: &Window<'_>, maxima: &mut [f32], winners: &mut [u32]) {
             // A strict comparison keeps the first maximum in a tie, as MaxPooling2D does, and
             // blends with a bit mask as it does.
             let lanes = maxima.iter_mut().zip(winners.iter_mut()).zip(values);
-            for ((maximum, winner), &value) in lanes {
+            for (channel, ((maximum, winner), &value)) in lanes.enumerate() {
+                let value = finish::<BIAS, RELU>(value, bias_of::<BIAS>(bias, channel));
                 let mask = ((value > *maximum) as u32).wrapping_neg();
                 *maximum = f32::from_bits((value.to_bits() & mask) | (maximum.to_bits() & !mask));
                 *winner = (code & mask) | (*winner & !mask);
@@ -180,25 +228,34 @@ fn pool_window(window: &Window<'_>, maxima: &mut [f32], winners: &mut [u32]) {
     }
 }
 
+/// Returns channel `channel`'s bias when `BIAS` is set, and 0 (unused) otherwise.
+#[inline(always)]
+fn bias_of<const BIAS: bool>(bias: &[f32], channel: usize) -> f32 {
+    if BIAS { bias[channel] } else { 0.0 }
+}
+
 /// Pools one 2 × 2 window, the most common one, in a single pass over its channels: `top`
 /// and `bottom` are the window's two rows of two pixels. Gives the results of the general
 /// loop in `pool_windows`.
 #[inline(always)]
-fn pool_two_by_two(
+fn pool_two_by_two<const BIAS: bool, const RELU: bool>(
     top: &[f32],
     bottom: &[f32],
+    bias: &[f32],
     out: &mut [f32],
     codes: Option<&mut [u8]>,
-    relu: bool,
 ) {
     let channels = out.len();
+    // Cut to the channel count, so that indexing by channel needs no bounds check.
+    let bias = if BIAS { &bias[..channels] } else { bias };
     let (top_left, top_right) = top.split_at(channels);
     let (bottom_left, bottom_right) = bottom.split_at(channels);
     let mut scratch = [0u8; 0];
     let keep_winners = codes.is_some();
     let codes = codes.unwrap_or(&mut scratch);
     for channel in 0..channels {
-        let mut maximum = top_left[channel];
+        let bias = bias_of::<BIAS>(bias, channel);
+        let mut maximum = finish::<BIAS, RELU>(top_left[channel], bias);
         let mut winner = 0u8;
         // In window order, each replacing the maximum only when strictly larger.
         for (value, code) in [
@@ -206,6 +263,7 @@ fn pool_two_by_two(
             (bottom_left[channel], 2),
             (bottom_right[channel], 3),
         ] {
+            let value = finish::<BIAS, RELU>(value, bias);
             let larger = value > maximum;
             maximum = if larger { value } else { maximum };
             winner = if larger { code } else { winner };
@@ -213,7 +271,7 @@ fn pool_two_by_two(
         out[channel] = maximum;
         if keep_winners {
             // A NaN maximum fails `> 0.0` as well and gets no gradient, as with the ReLU mask.
-            codes[channel] = if !relu || maximum > 0.0 {
+            codes[channel] = if !RELU || maximum > 0.0 {
                 winner
             } else {
                 NO_WINNER
@@ -346,6 +404,12 @@ mod tests {
         let mut rng = Rng::new(41);
         let mut separate = conv;
         let conv_shape = separate.build(&input_shape, &mut rng).unwrap();
+        // A bias of zeros, the default, would hide a bias added twice or not at all.
+        for (name, weight) in separate.weights_mut() {
+            if name == "bias" {
+                weight.mapv_inplace(|_| rng.uniform(-0.5, 0.5));
+            }
+        }
         let mut pool = pool;
         pool.build(&conv_shape, &mut rng).unwrap();
         let mut fused = separate.clone();
