@@ -71,8 +71,9 @@ pub trait Layer: Debug + Send {
     /// bit-identical to the two layers', so the model skips `next` in both passes. The model
     /// offers each layer its successor after building, and [`Layer::build`] undoes it.
     ///
-    /// [`Conv2D`] with ReLU or no activation takes a following [`MaxPooling2D`]: it pools
-    /// each block of images while the block's output is still in cache.
+    /// [`Conv2D`] with ReLU or no activation takes a following [`MaxPooling2D`] whose windows
+    /// do not overlap: it pools each block of images while the block's output is still in
+    /// cache.
     fn fuse_next(&mut self, next: &dyn Layer) -> bool {
         let _ = next;
         false

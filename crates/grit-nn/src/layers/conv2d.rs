@@ -123,7 +123,7 @@ const MIN_BLOCKS: usize = 8;
 /// im2col path, so such values spread exactly as in a direct convolution.
 ///
 /// In a model, a Conv2D with ReLU or no activation computes the [`MaxPooling2D`] that
-/// follows it (see [`Layer::fuse_next`]). It pools each block of images while the block's
+/// follows it when the pooling windows do not overlap (see [`Layer::fuse_next`]). It pools each block of images while the block's
 /// output is in cache and keeps the winners' positions, from which the backward pass
 /// rebuilds each block's gradient. The results are bit-identical to the two layers'.
 ///

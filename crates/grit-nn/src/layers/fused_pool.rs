@@ -8,6 +8,12 @@
 //! backward pass rebuilds each block's gradient from them. The values, their order of
 //! summation and the tie rule are those of the separate layers, so the results are
 //! bit-identical.
+//!
+//! Only windows that share no value are taken. Where windows overlap, the pooling layer's
+//! backward pass adds the gradients of several windows into one value. The convolution
+//! chooses between its Winograd and im2col paths by the largest gradient it receives, so
+//! it could see those sums only if it rebuilt the whole batch's gradient first, as the
+//! pooling layer does.
 
 use multiversion::multiversion;
 
@@ -27,16 +33,14 @@ pub(crate) struct FusedPool {
     geometry: PoolGeometry,
     /// The window width, which numbers the positions in a window as `row · width + column`.
     pool_width: usize,
-    /// Whether no two windows share a value.
-    disjoint: bool,
-    /// Whether the windows are disjoint and cover every value.
+    /// Whether the windows cover every value (they never overlap).
     covers_input: bool,
 }
 
 impl FusedPool {
     /// Places the windows of `config` over a per-sample convolution output of
-    /// `output_shape` (height, width, filters). Returns `None` when the window has more
-    /// positions than a winner code can number.
+    /// `output_shape` (height, width, filters). Returns `None` when windows overlap or a
+    /// window has more positions than a winner code can number.
     pub(crate) fn new(config: &Pooling2DConfig, output_shape: &[usize]) -> Result<Option<Self>> {
         let (height, width) = config.pool_size;
         if height.saturating_mul(width) >= usize::from(NO_WINNER) {
@@ -44,13 +48,13 @@ impl FusedPool {
         }
         let geometry = PoolGeometry::new(config, "MaxPooling2D", output_shape)?;
         let (rows, cols) = (&geometry.rows, &geometry.cols);
-        let disjoint = disjoint_spans(&rows.spans) && disjoint_spans(&cols.spans);
-        let covers_input =
-            disjoint && covered(&rows.spans) == rows.input && covered(&cols.spans) == cols.input;
+        if !disjoint_spans(&rows.spans) || !disjoint_spans(&cols.spans) {
+            return Ok(None);
+        }
+        let covers_input = covered(&rows.spans) == rows.input && covered(&cols.spans) == cols.input;
         Ok(Some(FusedPool {
             geometry,
             pool_width: width,
-            disjoint,
             covers_input,
         }))
     }
@@ -280,10 +284,8 @@ fn pool_two_by_two<const BIAS: bool, const RELU: bool>(
     }
 }
 
-/// [`FusedPool::unpool`], compiled for AVX-512 and AVX2 as well. Where no two windows share
-/// a value, each value gets its window's gradient or zero, written once. Otherwise the
-/// values start at zero and each window's gradient is added to its winner in window order,
-/// as the pooling layer adds them.
+/// [`FusedPool::unpool`], compiled for AVX-512 and AVX2 as well. Each value gets its
+/// window's gradient or zero, written once, because no two windows share a value.
 #[multiversion(targets("x86_64+avx512f+avx512vl", "x86_64+avx2"))]
 fn unpool_windows(pool: &FusedPool, grad: &[f32], winners: &[u8], grad_values: &mut [f32]) {
     if !pool.covers_input {
@@ -299,19 +301,6 @@ fn unpool_windows(pool: &FusedPool, grad: &[f32], winners: &[u8], grad_values: &
         for row_span in &geometry.rows.spans {
             for col_span in &geometry.cols.spans {
                 let (grads, codes) = pixels.next().expect("one gradient per window");
-                if !pool.disjoint {
-                    for (channel, (&g, &code)) in grads.iter().zip(codes).enumerate() {
-                        if code == NO_WINNER {
-                            continue;
-                        }
-                        let code = usize::from(code);
-                        let row = row_span.input_start + code / pool.pool_width;
-                        let col = col_span.input_start + code % pool.pool_width;
-                        image[(row * width + col) * channels + channel] += g;
-                    }
-                    continue;
-                }
-
                 if row_span.len == 2 && col_span.len == 2 && pool.pool_width == 2 {
                     let pixel = row_span.input_start * width + col_span.input_start;
                     let (above, below) = image[pixel * channels..].split_at_mut(width * channels);
@@ -362,8 +351,8 @@ fn disjoint_spans(spans: &[Span]) -> bool {
         .all(|pair| pair[1].input_start >= pair[0].input_start + pair[0].len)
 }
 
-/// Returns the total length of `spans`, which for disjoint spans is the number of indices
-/// they cover.
+/// Returns the total length of `spans`, which for spans that do not overlap is the number of
+/// indices they cover.
 fn covered(spans: &[Span]) -> usize {
     spans.iter().map(|span| span.len).sum()
 }
@@ -469,9 +458,7 @@ mod tests {
         assert_fused_matches_separate(relu(4), MaxPooling2D::new(), [10, 9, 8], 20, "winograd");
         let linear = Conv2D::new(3, (2, 2)).padding(Padding::Same);
         assert_fused_matches_separate(linear, MaxPooling2D::new(), [7, 6, 2], 3, "linear");
-        // Windows that overlap, windows that leave values out, and padded windows.
-        let overlapping = MaxPooling2D::new().pool_size((3, 3)).strides((2, 2));
-        assert_fused_matches_separate(relu(3), overlapping, [9, 10, 2], 3, "overlapping");
+        // Windows that leave values out, and padded windows.
         let uneven = MaxPooling2D::new().pool_size((2, 3)).strides((3, 3));
         assert_fused_matches_separate(relu(3), uneven, [10, 9, 2], 3, "gaps");
         let padded = MaxPooling2D::new().padding(Padding::Same);
@@ -494,10 +481,47 @@ mod tests {
             .pool_size((16, 16))
             .padding(Padding::Same);
         assert!(!relu.fuse_next(&huge), "a window of 256 positions");
+        // Windows at columns 0, 2 and 4 of a 7 × 7 output, three wide.
+        let overlapping = MaxPooling2D::new().pool_size((3, 3)).strides((2, 2));
+        let mut larger = Conv2D::new(2, (3, 3)).activation(Activation::Relu);
+        larger.build(&[9, 9, 1], &mut rng).unwrap();
+        assert!(!larger.fuse_next(&overlapping), "overlapping windows");
         assert!(
             !Conv2D::new(2, (3, 3)).fuse_next(&pool),
             "an unbuilt convolution"
         );
+    }
+
+    /// The convolution picks its Winograd or im2col path by the largest gradient value, so
+    /// that value must be the same with and without the pooling inside it: 3e9 takes the
+    /// Winograd path, 5e9 (over 2^32) the im2col path.
+    #[test]
+    fn large_gradients_take_the_same_path() {
+        let mut rng = Rng::new(8);
+        let mut separate = Conv2D::new(4, (3, 3)).activation(Activation::Relu);
+        let conv_shape = separate.build(&[10, 10, 8], &mut rng).unwrap();
+        let mut pool = MaxPooling2D::new();
+        pool.build(&conv_shape, &mut rng).unwrap();
+        let mut fused = separate.clone();
+        assert!(fused.fuse_next(&pool));
+        let input = Tensor::from_shape_fn(IxDyn(&[2, 10, 10, 8]), |_| rng.uniform(-1.0, 1.0));
+        for value in [3e9, 5e9] {
+            let output = fused.forward(&input, true, &mut rng);
+            pool.forward(&separate.forward(&input, true, &mut rng), true, &mut rng);
+            let grad_output = Tensor::from_elem(IxDyn(output.shape()), value);
+            let grad_input = fused.backward(&grad_output);
+            let expected = separate.backward(&pool.backward(&grad_output));
+            assert!(
+                same_bits(&grad_input, &expected),
+                "{value}: input gradients differ"
+            );
+            let kernel_grad = fused.trainable_params()[0].grad.clone();
+            let expected = separate.trainable_params()[0].grad.clone();
+            assert!(
+                same_bits(&kernel_grad, &expected),
+                "{value}: kernel gradients differ"
+            );
+        }
     }
 
     #[test]
