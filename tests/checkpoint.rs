@@ -318,3 +318,44 @@ fn convolutional_model_round_trip() {
         .unwrap();
     assert_eq!(bits(&loaded), bits(&uninterrupted));
 }
+
+/// A convolution that computes the pooling after it: a model loaded from a checkpoint pools
+/// inside its convolution again and continues as the uninterrupted run does.
+#[test]
+fn pooling_convolution_resumes_exactly() {
+    let x = ndarray::Array4::from_shape_fn((24, 8, 8, 1), |(i, r, c, _)| {
+        ((i * 7 + r * 3 + c * 5) % 11) as f32 / 11.0
+    });
+    let y = Array1::from_shape_fn(24, |i| (i % 3) as u8);
+    let build = || {
+        let mut model = Sequential::new([8, 8, 1])
+            .seed(5)
+            .add(Conv2D::new(3, (3, 3)).activation(Activation::Relu))
+            .add(MaxPooling2D::new())
+            .add(Flatten::new())
+            .add(Dropout::new(0.2))
+            .add(Dense::new(3).activation(Activation::Softmax));
+        model
+            .compile(Adam::new(0.01), Loss::SPARSE_CATEGORICAL_CROSSENTROPY, [])
+            .unwrap();
+        model
+    };
+    let options = |epochs| FitOptions::new().epochs(epochs).batch_size(8).verbose(0);
+    let mut uninterrupted = build();
+    uninterrupted.fit(&x, &y, &options(4), &mut []).unwrap();
+
+    let mut first = build();
+    first.fit(&x, &y, &options(2), &mut []).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pooling.safetensors");
+    first.save(&path).unwrap();
+    let mut loaded = Sequential::load(&path).unwrap();
+    assert_eq!(
+        loaded.predict(&x, 5).unwrap(),
+        first.predict(&x, 5).unwrap()
+    );
+    loaded
+        .fit(&x, &y, &options(4).initial_epoch(2), &mut [])
+        .unwrap();
+    assert_eq!(bits(&loaded), bits(&uninterrupted));
+}
