@@ -49,7 +49,7 @@ fn convnet_on_a_subset_beats_ninety_five_percent() {
 }
 
 /// Builds a two-convolution model for 16 × 16 images. With `separate` set, a linear
-/// activation layer stands between each convolution and its pooling, which keeps the
+/// activation layer sits between each convolution and its pooling, which keeps the
 /// convolution from computing the pooling itself.
 fn small_convnet(separate: bool) -> Sequential {
     let mut model = Sequential::new([16, 16, 1]).seed(9);

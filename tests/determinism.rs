@@ -2,9 +2,10 @@
 //! threads.
 //!
 //! grit computes on rayon's current thread pool, so each run trains inside a pool of its
-//! own size. The model has convolutions (split into blocks of images, one of them pooling
-//! its own output), batch normalization, dropout and dense layers whose products are large
-//! enough to be split among threads, and training shuffles and validates.
+//! own size. The model has convolutions, which split a batch into blocks of images, and one
+//! of them pools its own output. It also has batch normalization, dropout, and dense layers
+//! whose products are large enough to be split among threads. Training shuffles and
+//! validates.
 
 use std::hash::{DefaultHasher, Hasher};
 

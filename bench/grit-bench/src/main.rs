@@ -198,7 +198,7 @@ const PROBE_ROUND_TRIPS: u64 = 20_000;
 /// the process may run on fewer than 2 CPUs, where the two spinning threads would wait for each
 /// other's time slices.
 ///
-/// It tells how far apart the machine puts two threads. On the 2-vCPU VMs the benchmarks ran
+/// The value depends on how far apart the machine places the two threads. On the 2-vCPU VMs the benchmarks ran
 /// on, it was 60 to 130 ns at some times and 350 to 400 ns at others, and in the second state
 /// grit's MLP took about twice as long per epoch on two threads as in the first.
 fn core_round_trip_ns() -> Option<f64> {

@@ -706,8 +706,8 @@ struct BlockGrad<'a> {
     /// The gradient with respect to the block's outputs (or logits), pooled outputs when
     /// the layer pools.
     grad: &'a [f32],
-    /// The block's ReLU mask (whether each output was positive); empty without ReLU and
-    /// when the layer pools.
+    /// The block's ReLU mask, whether each output was positive. It is empty without ReLU
+    /// and when the layer pools.
     mask: &'a [bool],
     /// The block's pooling winners, when the layer pools.
     winners: &'a [u8],

@@ -571,8 +571,8 @@ fn add_input_grad_simd<V: Variant<M, K>, const M: usize, const K: usize>(
                 }
             }
             // The input indices are computed here on purpose. Arrays of them built per tile, as
-            // `transform_input_simd` builds, made this pass about 0.7 ms a step slower for the
-            // convnet's second convolution.
+            // `transform_input_simd` builds, and zipped with the lines below made this pass
+            // about 0.7 ms a step slower for the convnet's second convolution.
             for (y, line) in half.iter().enumerate() {
                 let Some(row) = TilePlan::input_index(M * tile_row, y, plan.pad_top, plan.height)
                 else {

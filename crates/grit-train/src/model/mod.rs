@@ -53,8 +53,8 @@ pub struct Sequential {
     completed_epochs: usize,
     /// Index of the first layer with trainable weights: backpropagation stops there.
     first_trainable: usize,
-    /// For each layer, whether the layer before it computes its work (see
-    /// [`Layer::fuse_next`]), so both passes skip it.
+    /// Whether each layer's work is done by the layer before it (see [`Layer::fuse_next`]),
+    /// in which case both passes skip it.
     fused: Vec<bool>,
 }
 
