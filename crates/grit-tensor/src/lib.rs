@@ -30,7 +30,7 @@ pub use ndarray;
 pub use rayon;
 pub use rng::{Rng, RngState};
 pub use samples::{Samples, ScaledU8};
-pub use softmax::{log_softmax, softmax};
+pub use softmax::{log_softmax, softmax, softmax_rows_with_shifts};
 
 /// An f32 array with a dynamic number of axes, batch first.
 pub type Tensor = ndarray::ArrayD<f32>;

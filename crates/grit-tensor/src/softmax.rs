@@ -3,7 +3,7 @@
 //! Both subtract the row maximum before exponentiating, so logits of any finite size give
 //! finite results: `softmax([1e4, -1e4])` is `[1, 0]` and its log-softmax is `[0, -2e4]`.
 
-use ndarray::{ArrayViewMut1, Axis};
+use ndarray::{ArrayViewMut1, ArrayViewMut2, Axis};
 
 use crate::Tensor;
 
@@ -22,7 +22,22 @@ pub fn softmax_in_place(x: &mut Tensor) {
     }
 }
 
-fn softmax_lane(mut lane: ArrayViewMut1<f32>) {
+/// Replaces each row of `x` by its softmax and returns each row's shift `max + ln(sum)`, the
+/// value [`log_softmax`] subtracts: a logit minus its row's shift is that row's log-softmax,
+/// to the bit. A cross-entropy from logits needs both, and this way computes each
+/// exponential once.
+pub fn softmax_rows_with_shifts(x: &mut ArrayViewMut2<f32>) -> Vec<f32> {
+    x.rows_mut()
+        .into_iter()
+        .map(|row| {
+            let (max, sum) = softmax_lane(row);
+            max + sum.ln()
+        })
+        .collect()
+}
+
+/// Replaces `lane` by its softmax and returns its maximum and the sum of the exponentials.
+fn softmax_lane(mut lane: ArrayViewMut1<f32>) -> (f32, f32) {
     let max = lane.fold(f32::NEG_INFINITY, |m, &v| m.max(v));
     let mut sum = 0.0f32;
     for v in lane.iter_mut() {
@@ -30,6 +45,7 @@ fn softmax_lane(mut lane: ArrayViewMut1<f32>) {
         sum += *v;
     }
     lane /= sum;
+    (max, sum)
 }
 
 /// Returns the log-softmax of `logits` over the last axis: `x - max - ln(sum(exp(x - max)))`.
@@ -57,6 +73,23 @@ mod tests {
         let denominator = 1.0 + 1f32.exp() + 2f32.exp();
         assert!((y[[0, 0]] - 1.0 / denominator).abs() < 1e-7);
         assert!((y[[0, 2]] - 2f32.exp() / denominator).abs() < 1e-7);
+    }
+
+    #[test]
+    fn shifts_give_log_softmax_to_the_bit() {
+        let logits = array![
+            [0.3f32, -1.7, 2.9, 0.0],
+            [1e4, -1e4, 3.5, 3.5],
+            [-0.1, -0.2, -0.3, -0.4]
+        ];
+        let mut probabilities = logits.clone();
+        let shifts = softmax_rows_with_shifts(&mut probabilities.view_mut());
+        let logits = logits.into_dyn();
+        assert_eq!(probabilities.into_dyn(), softmax(&logits));
+        let log_p = log_softmax(&logits);
+        for (index, &z) in logits.indexed_iter() {
+            assert_eq!((z - shifts[index[0]]).to_bits(), log_p[&index].to_bits());
+        }
     }
 
     #[test]

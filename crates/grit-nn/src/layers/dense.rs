@@ -1,6 +1,6 @@
 use grit_tensor::activation::relu;
 use grit_tensor::ops::{add_bias, gemm};
-use grit_tensor::{Activation, Initializer, ParamMut, Rng, Tensor};
+use grit_tensor::{Activation, Initializer, ParamMut, Rng, Tensor, rayon};
 use ndarray::{Array2, Axis, Ix1, Ix2, IxDyn, Zip};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -147,24 +147,36 @@ impl Dense {
             .view_mut()
             .into_dimensionality::<Ix2>()
             .expect("2-D kernel");
-        gemm(1.0, &self.input.t(), &grad, 0.0, &mut kernel_grad);
-        // The input is not needed again. Dropping it now lets the next batch reuse its memory
-        // instead of both being held at once.
-        self.input = Array2::zeros((0, 0));
-        if self.config.use_bias {
-            self.bias_grad.assign(&grad.sum_axis(Axis(0)).into_dyn());
-        }
-        if !self.input_gradient_needed {
-            return Tensor::zeros(IxDyn(&[0]));
-        }
         let kernel = self
             .kernel
             .view()
             .into_dimensionality::<Ix2>()
             .expect("2-D kernel");
-        let mut grad_input = Array2::zeros((grad.nrows(), kernel.nrows()));
-        gemm(1.0, &grad, &kernel.t(), 0.0, &mut grad_input.view_mut());
-        grad_input.into_dyn()
+        let (input, bias_grad) = (&self.input, &mut self.bias_grad);
+        let use_bias = self.config.use_bias;
+        let mut parameter_grads = || {
+            gemm(1.0, &input.t(), &grad, 0.0, &mut kernel_grad);
+            if use_bias {
+                bias_grad.assign(&grad.sum_axis(Axis(0)).into_dyn());
+            }
+        };
+        let grad_input = if self.input_gradient_needed {
+            // The two products are independent, and two threads compute them at once: in a
+            // small layer each is too small to be split among threads.
+            let input_grad = || {
+                let mut grad_input = Array2::zeros((grad.nrows(), kernel.nrows()));
+                gemm(1.0, &grad, &kernel.t(), 0.0, &mut grad_input.view_mut());
+                grad_input.into_dyn()
+            };
+            rayon::join(parameter_grads, input_grad).1
+        } else {
+            parameter_grads();
+            Tensor::zeros(IxDyn(&[0]))
+        };
+        // The input is not needed again. Dropping it now lets the next batch reuse its memory
+        // instead of both being held at once.
+        self.input = Array2::zeros((0, 0));
+        grad_input
     }
 
     /// Computes the output, keeping the logits and output when `training` is set (the

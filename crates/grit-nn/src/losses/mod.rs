@@ -11,7 +11,7 @@
 //! on the layer's logits instead: the fused gradient `p − y` is exact and stable.
 
 use grit_tensor::activation::sigmoid;
-use grit_tensor::{Activation, Tensor, log_softmax, softmax};
+use grit_tensor::{Activation, Tensor, softmax_rows_with_shifts};
 use ndarray::{Array2, ArrayView2, CowArray, Ix2, IxDyn};
 use serde::{Deserialize, Serialize};
 
@@ -273,13 +273,9 @@ fn binary_from_probabilities(
 fn categorical_from_logits(logits: &ArrayView2<f32>, targets: Targets) -> (f32, Array2<f32>) {
     let batch = logits.nrows();
     let scale = 1.0 / batch.max(1) as f32;
-    let logits_dyn = logits.to_owned().into_dyn();
-    let log_p = log_softmax(&logits_dyn)
-        .into_dimensionality::<Ix2>()
-        .expect("two axes");
-    let mut grad = softmax(&logits_dyn)
-        .into_dimensionality::<Ix2>()
-        .expect("two axes");
+    // The gradient starts as the softmax; a logit minus its row's shift is its log-softmax.
+    let mut grad = logits.to_owned();
+    let shifts = softmax_rows_with_shifts(&mut grad.view_mut());
     let mut total = 0.0f64;
     match targets {
         Targets::Labels(labels) => {
@@ -289,23 +285,24 @@ fn categorical_from_logits(logits: &ArrayView2<f32>, targets: Targets) -> (f32, 
                     "sparse label {label} out of range for {} classes",
                     logits.ncols()
                 );
-                total -= log_p[[row, label]] as f64;
+                total -= (logits[[row, label]] - shifts[row]) as f64;
                 grad[[row, label]] -= 1.0;
             }
         }
         Targets::Dense(target) => {
             check_same_shape(logits, &target.view());
-            for ((lp, t), g) in log_p
+            for (((z, shift), t), g) in logits
                 .rows()
                 .into_iter()
+                .zip(&shifts)
                 .zip(target.rows())
                 .zip(grad.rows_mut())
             {
                 let target_sum: f32 = t.sum();
-                total -= lp
+                total -= z
                     .iter()
                     .zip(t.iter())
-                    .map(|(&l, &t)| (l * t) as f64)
+                    .map(|(&z, &t)| ((z - shift) * t) as f64)
                     .sum::<f64>();
                 // d/dz of −Σ t·log_softmax(z) is p·Σt − t.
                 ndarray::Zip::from(g)

@@ -1,5 +1,6 @@
 use super::*;
 use crate::gradcheck::check_loss;
+use grit_tensor::softmax;
 use ndarray::array;
 
 fn all_losses() -> Vec<(Loss, Tensor, Tensor)> {
