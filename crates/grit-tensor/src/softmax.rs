@@ -22,10 +22,10 @@ pub fn softmax_in_place(x: &mut Tensor) {
     }
 }
 
-/// Replaces each row of `x` by its softmax and returns each row's shift `max + ln(sum)`, the
-/// value [`log_softmax`] subtracts: a logit minus its row's shift is that row's log-softmax,
-/// to the bit. A cross-entropy from logits needs both, and this way computes each
-/// exponential once.
+/// Replaces each row of `x` by its softmax and returns each row's shift, `max + ln(sum)`,
+/// which [`log_softmax`] subtracts from the logits. A logit minus its row's shift is its
+/// log-softmax to the bit, so a cross-entropy from logits gets both from one exponential
+/// per value.
 pub fn softmax_rows_with_shifts(x: &mut ArrayViewMut2<f32>) -> Vec<f32> {
     x.rows_mut()
         .into_iter()

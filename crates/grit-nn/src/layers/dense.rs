@@ -161,8 +161,8 @@ impl Dense {
             }
         };
         let grad_input = if self.input_gradient_needed {
-            // The two products are independent, and two threads compute them at once: in a
-            // small layer each is too small to be split among threads.
+            // The two products are independent, so two threads compute them at once. In a
+            // small layer neither is large enough to be split among threads.
             let input_grad = || {
                 let mut grad_input = Array2::zeros((grad.nrows(), kernel.nrows()));
                 gemm(1.0, &grad, &kernel.t(), 0.0, &mut grad_input.view_mut());

@@ -273,7 +273,7 @@ fn binary_from_probabilities(
 fn categorical_from_logits(logits: &ArrayView2<f32>, targets: Targets) -> (f32, Array2<f32>) {
     let batch = logits.nrows();
     let scale = 1.0 / batch.max(1) as f32;
-    // The gradient starts as the softmax; a logit minus its row's shift is its log-softmax.
+    // The gradient starts as the softmax. A logit minus its row's shift is its log-softmax.
     let mut grad = logits.to_owned();
     let shifts = softmax_rows_with_shifts(&mut grad.view_mut());
     let mut total = 0.0f64;
