@@ -104,12 +104,24 @@ pub fn block_len(len: usize) -> usize {
 /// convolution (several megabytes a batch) that single pass is a noticeable part of a
 /// training step, and here every thread clears, and first touches, a part of it.
 pub fn zeros(shape: &[usize]) -> Tensor {
+    zeros_in(Vec::new(), shape)
+}
+
+/// Returns a tensor of zeros of `shape` that uses the memory of `values` (whose values are
+/// discarded), cleared by the pool's threads as [`zeros`] clears it.
+///
+/// The memory can come from another thread. The training loop reserves each batch with
+/// `Vec::with_capacity` on the calling thread, so that the batch returns to that thread's
+/// allocator arena when freed, and clears it here on the pool's threads.
+pub fn zeros_in(mut values: Vec<f32>, shape: &[usize]) -> Tensor {
     let len: usize = shape.iter().product();
+    values.clear();
     if len < 2 * MIN_PARALLEL_VALUES {
-        return Tensor::zeros(IxDyn(shape));
+        values.resize(len, 0.0);
+    } else {
+        values.reserve_exact(len);
+        values.par_extend(rayon::iter::repeat_n(0.0f32, len).with_min_len(block_len(len)));
     }
-    let mut values = Vec::with_capacity(len);
-    values.par_extend(rayon::iter::repeat_n(0.0f32, len).with_min_len(block_len(len)));
     Tensor::from_shape_vec(IxDyn(shape), values).expect("the length is the shape's product")
 }
 
@@ -127,6 +139,23 @@ mod tests {
             let tensor = pool.install(|| zeros(&shape));
             assert_eq!(tensor.shape(), shape.as_slice());
             assert!(tensor.is_standard_layout());
+            assert!(tensor.iter().all(|&v| v == 0.0));
+        }
+    }
+
+    #[test]
+    fn zeros_in_reuses_memory() {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        for shape in [vec![3, 4], vec![128, 784]] {
+            let len: usize = shape.iter().product();
+            let values = vec![7.0; 2 * len];
+            let address = values.as_ptr();
+            let tensor = pool.install(|| zeros_in(values, &shape));
+            assert_eq!(tensor.shape(), shape.as_slice());
+            assert_eq!(tensor.as_ptr(), address);
             assert!(tensor.iter().all(|&v| v == 0.0));
         }
     }

@@ -32,6 +32,13 @@ pub trait Samples: Sync {
     /// `indices.len() · sample_size()`.
     fn gather(&self, indices: &[usize], out: &mut [f32]);
 
+    /// Reads the samples at `indices` so that a [`Samples::gather`] soon after finds them in
+    /// the CPU's caches. The training loop calls it for the next batch while a step leaves
+    /// a thread idle. Indices out of range are skipped. The default does nothing.
+    fn prefetch(&self, indices: &[usize]) {
+        let _ = indices;
+    }
+
     /// Calls `visit` with every value of sample `index`, as f32, in row-major order.
     fn for_each_value(&self, index: usize, visit: &mut dyn FnMut(f32)) {
         let mut buffer = vec![0.0; self.sample_size()];
@@ -95,6 +102,33 @@ where
     fn gather(&self, indices: &[usize], out: &mut [f32]) {
         gather_scaled(self, indices, out, 1.0);
     }
+
+    fn prefetch(&self, indices: &[usize]) {
+        if let Some(values) = self.as_slice() {
+            touch_samples(values, self.sample_size(), indices);
+        }
+    }
+}
+
+/// Reads one value in every 64 bytes of the samples at `indices`, `size` values each, and
+/// the last value of each, skipping indices out of range. Returns how many values it read.
+fn touch_samples<A: Copy>(values: &[A], size: usize, indices: &[usize]) -> usize {
+    const CACHE_LINE_BYTES: usize = 64;
+    let step = (CACHE_LINE_BYTES / std::mem::size_of::<A>().max(1)).max(1);
+    let mut read = 0;
+    for &index in indices {
+        let Some(sample) = index
+            .checked_mul(size)
+            .and_then(|start| values.get(start..start.checked_add(size)?))
+        else {
+            continue;
+        };
+        for value in sample.iter().step_by(step).chain(sample.last()) {
+            std::hint::black_box(*value);
+            read += 1;
+        }
+    }
+    read
 }
 
 fn gather_scaled<A, S, D>(array: &ArrayBase<S, D>, indices: &[usize], out: &mut [f32], scale: f32)
@@ -203,6 +237,10 @@ impl Samples for ScaledU8 {
                 }
             });
     }
+
+    fn prefetch(&self, indices: &[usize]) {
+        self.data.prefetch(indices);
+    }
 }
 
 /// Writes `byte · scale` for each of `bytes` into `out`.
@@ -220,6 +258,23 @@ fn scale_bytes(out: &mut [f32], bytes: &[u8], scale: f32) {
 mod tests {
     use super::*;
     use ndarray::{Array2, array};
+
+    #[test]
+    fn touch_reads_each_cache_line() {
+        // 784 bytes a sample: offsets 0, 64, ..., 768 and the last byte, 783.
+        let bytes = vec![1u8; 3 * 784];
+        assert_eq!(touch_samples(&bytes, 784, &[2, 0]), 2 * 14);
+        // 40 f32 values a sample: offsets 0, 16 and 32 (every 64 bytes), then the last.
+        let floats = vec![0.5f32; 2 * 40];
+        assert_eq!(touch_samples(&floats, 40, &[1]), 4);
+    }
+
+    #[test]
+    fn touch_skips_indices_out_of_range() {
+        let bytes = vec![1u8; 2 * 784];
+        assert_eq!(touch_samples(&bytes, 784, &[1, 2, usize::MAX]), 14);
+        assert_eq!(touch_samples(&bytes, 0, &[0, 5]), 0);
+    }
 
     #[test]
     fn gather_f32_rows_in_order() {

@@ -5,10 +5,7 @@ use grit_tensor::{Samples, Tensor};
 use ndarray::{ArrayViewMutD, Axis, IxDyn};
 
 use super::Sequential;
-use super::data::{
-    check_counts, check_inputs, check_targets, gather_into, gather_targets, prepare_batch,
-    take_batch,
-};
+use super::data::{BatchMemory, check_counts, check_inputs, check_targets, gather_targets};
 use super::fit::{CallbackList, LoopState};
 use crate::callbacks::{Logs, RunInfo};
 use crate::{Result, TrainError};
@@ -72,11 +69,10 @@ impl Sequential {
         shape.extend_from_slice(self.output_shape().unwrap_or(&[]));
         let mut outputs = Tensor::zeros(IxDyn(&shape));
         let indices: Vec<usize> = (0..n).collect();
-        let mut batch = Tensor::zeros(IxDyn(&[0]));
         for (step, chunk) in indices.chunks(batch_size).enumerate() {
             let start = step * batch_size;
             let mut target = outputs.slice_axis_mut(Axis(0), (start..start + chunk.len()).into());
-            self.infer_into(x, chunk, &mut batch, &mut target);
+            self.infer_into(x, chunk, &mut target);
         }
         Ok(outputs)
     }
@@ -91,16 +87,15 @@ impl Sequential {
         &mut self,
         x: &dyn Samples,
         indices: &[usize],
-        buffer: &mut Tensor,
         outputs: &mut ArrayViewMutD<'_, f32>,
     ) {
         for (part, chunk) in indices.chunks(INFERENCE_CHUNK).enumerate() {
             let start = part * INFERENCE_CHUNK;
             let mut target = outputs.slice_axis_mut(Axis(0), (start..start + chunk.len()).into());
-            prepare_batch(x, chunk.len(), buffer);
+            let memory = BatchMemory::reserve(x, chunk.len());
             in_pool(|| {
-                gather_into(x, chunk, buffer);
-                target.assign(&self.forward(take_batch(buffer), false));
+                let batch = memory.gather(x, chunk);
+                target.assign(&self.forward(batch, false));
             });
         }
     }
@@ -122,7 +117,6 @@ impl Sequential {
         let mut sums = vec![0.0f64; metrics.len()];
         let mut loss_sum = 0.0f64;
         let mut count = 0usize;
-        let mut x_batch = Tensor::zeros(IxDyn(&[0]));
         let mut y_batch = Tensor::zeros(IxDyn(&[0]));
         callbacks.dispatch(self, state, run, &mut Logs::new(), |cb, ctx, logs| {
             cb.on_test_begin(ctx, logs)
@@ -135,7 +129,7 @@ impl Sequential {
             let mut shape = vec![chunk.len()];
             shape.extend_from_slice(self.output_shape().unwrap_or(&[]));
             let mut output = Tensor::zeros(IxDyn(&shape));
-            self.infer_into(x, chunk, &mut x_batch, &mut output.view_mut());
+            self.infer_into(x, chunk, &mut output.view_mut());
             gather_targets(self, y, chunk, &mut y_batch);
             for ((_, metric), sum) in metrics.iter().zip(sums.iter_mut()) {
                 *sum += metric.batch_sum(&output, &y_batch);

@@ -5,14 +5,11 @@ use std::ops::Range;
 
 use grit_nn::{Direction, Layer};
 use grit_tensor::parallel::in_pool;
-use grit_tensor::{ParamMut, Samples, Tensor};
+use grit_tensor::{ParamMut, Samples, Tensor, rayon};
 use ndarray::IxDyn;
 
 use super::Sequential;
-use super::data::{
-    check_counts, check_inputs, check_targets, gather_into, gather_targets, prepare_batch,
-    take_batch,
-};
+use super::data::{BatchMemory, check_counts, check_inputs, check_targets, gather_targets};
 use super::evaluate::{check_batch_size, running_logs};
 use crate::callbacks::{
     BackupRequests, Callback, Console, Context, History, Logs, ProgressLogger, RunInfo,
@@ -463,7 +460,6 @@ impl Sequential {
         let metrics = self.resolved_metrics(y.sample_size());
         let mut last_logs = Logs::new();
         let mut order: Vec<usize> = train_indices.clone().collect();
-        let mut x_batch = Tensor::zeros(IxDyn(&[0]));
         let mut y_batch = Tensor::zeros(IxDyn(&[0]));
         for epoch in first_epoch..options.epochs {
             self.completed_epochs = epoch;
@@ -485,12 +481,19 @@ impl Sequential {
                 list.dispatch(self, state, run, &mut Logs::new(), |cb, ctx, logs| {
                     cb.on_train_batch_begin(step, ctx, logs)
                 })?;
-                prepare_batch(x, chunk.len(), &mut x_batch);
+                let memory = BatchMemory::reserve(x, chunk.len());
+                let next = order
+                    .chunks(options.batch_size)
+                    .nth(step + 1)
+                    .unwrap_or(&[]);
                 // The whole step runs on a pool thread (see `grit_tensor::parallel::in_pool`).
                 let loss = in_pool(|| {
-                    gather_into(x, chunk, &mut x_batch);
+                    let x_batch = memory.gather(x, chunk);
                     gather_targets(self, y, chunk, &mut y_batch);
-                    let (loss, output) = self.train_step(take_batch(&mut x_batch), &y_batch);
+                    // The first layer may keep the batch (Dense, Conv2D) or reshape it in
+                    // place (Flatten) instead of copying it. A thread that would wait during
+                    // the step reads the next batch's samples into the cache meanwhile.
+                    let (loss, output) = self.train_step(x_batch, &y_batch, || x.prefetch(next));
                     for ((_, metric), sum) in metrics.iter().zip(sums.iter_mut()) {
                         *sum += metric.batch_sum(&output, &y_batch);
                     }
@@ -542,8 +545,26 @@ impl Sequential {
     }
 
     /// Runs one training step and returns the batch loss (before the update) and the output.
-    fn train_step(&mut self, x: Tensor, y: &Tensor) -> (f32, Tensor) {
+    /// Runs `background` on another thread of the pool once the forward pass is done, when
+    /// the loss and the small last layers leave that thread idle. On a pool of one thread
+    /// the step's own thread runs it, by the end of the step at the latest.
+    fn train_step(
+        &mut self,
+        x: Tensor,
+        y: &Tensor,
+        background: impl FnOnce() + Send,
+    ) -> (f32, Tensor) {
         let output = self.forward(x, true);
+        let value = rayon::scope(|scope| {
+            scope.spawn(|_| background());
+            self.backward_and_update(&output, y)
+        });
+        (value, output)
+    }
+
+    /// Backpropagates the loss of `output` against `y`, updates the weights and returns the
+    /// loss.
+    fn backward_and_update(&mut self, output: &Tensor, y: &Tensor) -> f32 {
         let compiled = self
             .compiled
             .as_mut()
@@ -560,7 +581,7 @@ impl Sequential {
                 (value, last.backward_from_logits(&grad_logits))
             }
             _ => {
-                let (value, grad_output) = loss.value_and_grad(&output, y);
+                let (value, grad_output) = loss.value_and_grad(output, y);
                 (value, last.backward(&grad_output))
             }
         };
@@ -581,6 +602,6 @@ impl Sequential {
             .flat_map(|layer: &mut Box<dyn Layer>| layer.trainable_params())
             .collect();
         compiled.optimizer.apply(&mut params);
-        (value, output)
+        value
     }
 }
