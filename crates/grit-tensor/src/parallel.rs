@@ -53,10 +53,20 @@ pub fn in_pool<R: Send>(work: impl FnOnce() -> R + Send) -> R {
         for _ in 0..helpers {
             scope.spawn(move |_| help_until(done));
         }
-        let result = work();
-        done.store(true, Ordering::Release);
-        result
+        // Set when `work` returns or panics: a panic then reaches the caller instead of
+        // leaving the scope waiting for helpers that never stop.
+        let _stop_helpers = SetOnDrop(done);
+        work()
     })
+}
+
+/// Sets its flag when dropped, also while a panic unwinds.
+struct SetOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for SetOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
+    }
 }
 
 /// Returns how many helpers [`in_pool`] starts for a pool of `threads` threads: one per
@@ -108,7 +118,8 @@ pub fn zeros(shape: &[usize]) -> Tensor {
 }
 
 /// Returns a tensor of zeros of `shape` that uses the memory of `values` (whose values are
-/// discarded), cleared by the pool's threads as [`zeros`] clears it.
+/// discarded), cleared as [`zeros`] clears it: by the pool's threads, or by the calling
+/// thread when it has fewer than `2 · MIN_PARALLEL_VALUES` values.
 ///
 /// The memory can come from another thread. The training loop reserves each batch with
 /// `Vec::with_capacity` on the calling thread, so that the batch returns to that thread's
@@ -158,6 +169,24 @@ mod tests {
             assert_eq!(tensor.as_ptr(), address);
             assert!(tensor.iter().all(|&v| v == 0.0));
         }
+    }
+
+    #[test]
+    fn panic_in_pool_reaches_caller() {
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(2)
+                .build()
+                .unwrap();
+            let result =
+                pool.install(|| std::panic::catch_unwind(|| in_pool(|| panic!("work failed"))));
+            let _ = sender.send(result.is_err());
+        });
+        // If the helpers were not stopped on unwinding, they would spin forever and this
+        // would time out.
+        let panicked = receiver.recv_timeout(std::time::Duration::from_secs(60));
+        assert_eq!(panicked, Ok(true));
     }
 
     #[test]

@@ -143,6 +143,13 @@ impl Loss {
                 categorical_from_probabilities(&pred, Targets::Labels(labels(y_true, pred.nrows())))
             }
         };
+        // Column-major predictions (a transposed tensor) give a column-major gradient,
+        // which the row-major reshape below rejects.
+        let grad = if grad.is_standard_layout() {
+            grad
+        } else {
+            grad.as_standard_layout().into_owned()
+        };
         (
             value,
             grad.into_shape_with_order(IxDyn(y_pred.shape()))

@@ -1,7 +1,7 @@
 use super::*;
 use crate::gradcheck::check_loss;
 use grit_tensor::softmax;
-use ndarray::array;
+use ndarray::{ShapeBuilder, array};
 
 fn all_losses() -> Vec<(Loss, Tensor, Tensor)> {
     let probs = array![[0.2f32, 0.5, 0.3], [0.6, 0.1, 0.3]].into_dyn();
@@ -153,4 +153,21 @@ fn extreme_inputs_stay_finite() {
         &array![1.0f32].into_dyn(),
     );
     assert_eq!(value, 2e4);
+}
+
+#[test]
+fn column_major_predictions_match_standard_layout() {
+    for (loss, pred, target) in all_losses() {
+        // The same values stored column by column, as a transposed tensor is.
+        let mut column_major = Tensor::zeros(pred.raw_dim().f());
+        column_major.assign(&pred);
+        if pred.shape()[1] > 1 {
+            assert!(!column_major.is_standard_layout());
+        }
+        let (value, grad) = loss.value_and_grad(&column_major, &target);
+        let (expected_value, expected_grad) = loss.value_and_grad(&pred, &target);
+        assert_eq!(value.to_bits(), expected_value.to_bits(), "{loss:?}");
+        assert_eq!(grad, expected_grad, "{loss:?}");
+        assert!(grad.is_standard_layout(), "{loss:?}");
+    }
 }

@@ -492,7 +492,8 @@ impl Sequential {
                     gather_targets(self, y, chunk, &mut y_batch);
                     // The first layer may keep the batch (Dense, Conv2D) or reshape it in
                     // place (Flatten) instead of copying it. A thread that would wait during
-                    // the step reads the next batch's samples into the cache meanwhile.
+                    // the step reads the next batch's samples into the cache meanwhile (not
+                    // across epochs: the next epoch's order is drawn when it starts).
                     let (loss, output) = self.train_step(x_batch, &y_batch, || x.prefetch(next));
                     for ((_, metric), sum) in metrics.iter().zip(sums.iter_mut()) {
                         *sum += metric.batch_sum(&output, &y_batch);
