@@ -226,3 +226,65 @@ fn inference_independent_of_batch_size() {
         logs["loss"]
     );
 }
+
+/// Samples that record which batches are gathered and which are prefetched.
+struct RecordingSamples {
+    values: Array2<f32>,
+    gathered: std::sync::Mutex<Vec<Vec<usize>>>,
+    prefetched: std::sync::Mutex<Vec<Vec<usize>>>,
+}
+
+impl Samples for RecordingSamples {
+    fn num_samples(&self) -> usize {
+        self.values.num_samples()
+    }
+
+    fn sample_shape(&self) -> &[usize] {
+        self.values.sample_shape()
+    }
+
+    fn gather(&self, indices: &[usize], out: &mut [f32]) {
+        self.gathered.lock().unwrap().push(indices.to_vec());
+        self.values.gather(indices, out);
+    }
+
+    fn prefetch(&self, indices: &[usize]) {
+        self.prefetched.lock().unwrap().push(indices.to_vec());
+    }
+}
+
+#[test]
+fn each_step_prefetches_the_next_batch() {
+    let x = RecordingSamples {
+        values: Array2::from_shape_fn((20, 2), |(i, j)| (i * 2 + j) as f32 / 40.0),
+        gathered: Default::default(),
+        prefetched: Default::default(),
+    };
+    let y = Array1::from_shape_fn(20, |i| (i % 2) as u8);
+    let mut model = Sequential::new([2])
+        .seed(4)
+        .add(Dense::new(2).activation(Activation::Softmax));
+    model
+        .compile(Adam::new(0.01), Loss::SPARSE_CATEGORICAL_CROSSENTROPY, [])
+        .unwrap();
+    let options = FitOptions::new().epochs(2).batch_size(7).verbose(0);
+    model.fit(&x, &y, &options, &mut []).unwrap();
+
+    // Only the training batches go through `gather` during `fit`: 3 an epoch (7, 7 and 6).
+    let gathered = x.gathered.lock().unwrap().clone();
+    let batch_sizes: Vec<usize> = gathered.iter().map(Vec::len).collect();
+    assert_eq!(batch_sizes, [7, 7, 6, 7, 7, 6]);
+    // Each step prefetches the batch after it. The last step of an epoch has none, because
+    // the next epoch's order is drawn when that epoch starts.
+    let prefetched = x.prefetched.lock().unwrap().clone();
+    let empty = Vec::new();
+    let expected: Vec<&Vec<usize>> = vec![
+        &gathered[1],
+        &gathered[2],
+        &empty,
+        &gathered[4],
+        &gathered[5],
+        &empty,
+    ];
+    assert_eq!(prefetched.iter().collect::<Vec<_>>(), expected);
+}

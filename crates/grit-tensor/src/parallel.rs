@@ -41,8 +41,9 @@ pub fn num_threads() -> usize {
 ///
 /// So `work` runs on a pool thread, and every other thread of the pool runs a helper that
 /// takes the pool's pending jobs (the halves of the step's products, the blocks of its
-/// element-wise passes) until `work` returns. The helpers spin between jobs instead of
-/// sleeping, which keeps their cores busy for the length of the step.
+/// element-wise passes) until `work` returns or panics. The helpers spin between jobs
+/// instead of sleeping, which keeps their cores busy for the length of the step. A panic in
+/// `work` reaches the caller once the helpers have stopped.
 pub fn in_pool<R: Send>(work: impl FnOnce() -> R + Send) -> R {
     // Outside any pool this is the global pool's size, the pool `rayon::scope` then uses.
     let helpers = helper_count(rayon::current_num_threads());
@@ -53,8 +54,8 @@ pub fn in_pool<R: Send>(work: impl FnOnce() -> R + Send) -> R {
         for _ in 0..helpers {
             scope.spawn(move |_| help_until(done));
         }
-        // Set when `work` returns or panics: a panic then reaches the caller instead of
-        // leaving the scope waiting for helpers that never stop.
+        // The flag is set when `work` returns or panics, so a panic reaches the caller
+        // instead of leaving the scope waiting for helpers that never stop.
         let _stop_helpers = SetOnDrop(done);
         work()
     })

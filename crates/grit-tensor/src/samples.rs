@@ -34,7 +34,8 @@ pub trait Samples: Sync {
 
     /// Reads the samples at `indices` so that a [`Samples::gather`] soon after finds them in
     /// the CPU's caches. The training loop calls it for the next batch while a step leaves
-    /// a thread idle. Indices out of range are skipped. The default does nothing.
+    /// a thread idle. It must skip indices out of range rather than panic, because it only
+    /// warms the cache. The default does nothing.
     fn prefetch(&self, indices: &[usize]) {
         let _ = indices;
     }
