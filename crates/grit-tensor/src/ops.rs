@@ -12,6 +12,8 @@ use ndarray::{
     Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut2, Axis, linalg::general_mat_mul,
 };
 
+use crate::parallel::join_by_index;
+
 /// Products of fewer multiply-adds than this run on the calling thread: below it, waking a
 /// second thread costs about as much as the half of the work it would take.
 const PARALLEL_MIN_MULTIPLY_ADDS: usize = 1 << 19;
@@ -65,10 +67,11 @@ pub fn gemm(
             let (a_first, a_second) = a.view().split_at(Axis(1), half);
             let (b_first, b_second) = b.view().split_at(Axis(0), half);
             let mut second = Array2::zeros((m, n));
-            // On two threads each half stays on one thread. More threads also split each
-            // half into blocks of `c`, which leaves every sum as it is.
+            // On two threads, pool thread 0 sums the first half and thread 1 the second at
+            // every call. More threads also split each half into blocks of `c`, which
+            // leaves every sum as it is.
             let threads_per_half = (threads / 2).max(1);
-            rayon::join(
+            join_by_index(
                 || gemm_in_blocks(alpha, &a_first, &b_first, beta, c, threads_per_half),
                 || {
                     let second = &mut second.view_mut();
@@ -107,14 +110,33 @@ fn gemm_in_blocks(
         general_mat_mul(alpha, a, b, beta, c);
         return;
     }
+    // Two blocks go to pool threads 0 and 1 in order (see `parallel::join_by_index`).
     if m >= n {
         let rows = split_len(m, threads);
+        if m.div_ceil(rows) == 2 {
+            let (a_first, a_second) = a.view().split_at(Axis(0), rows);
+            let (mut c_first, mut c_second) = c.view_mut().split_at(Axis(0), rows);
+            join_by_index(
+                || general_mat_mul(alpha, &a_first, b, beta, &mut c_first),
+                || general_mat_mul(alpha, &a_second, b, beta, &mut c_second),
+            );
+            return;
+        }
         c.axis_chunks_iter_mut(Axis(0), rows)
             .into_par_iter()
             .zip(a.axis_chunks_iter(Axis(0), rows))
             .for_each(|(mut c, a)| general_mat_mul(alpha, &a, b, beta, &mut c));
     } else {
         let cols = split_len(n, threads);
+        if n.div_ceil(cols) == 2 {
+            let (b_first, b_second) = b.view().split_at(Axis(1), cols);
+            let (mut c_first, mut c_second) = c.view_mut().split_at(Axis(1), cols);
+            join_by_index(
+                || general_mat_mul(alpha, a, &b_first, beta, &mut c_first),
+                || general_mat_mul(alpha, a, &b_second, beta, &mut c_second),
+            );
+            return;
+        }
         c.axis_chunks_iter_mut(Axis(1), cols)
             .into_par_iter()
             .zip(b.axis_chunks_iter(Axis(1), cols))

@@ -61,6 +61,24 @@ pub fn in_pool<R: Send>(work: impl FnOnce() -> R + Send) -> R {
     })
 }
 
+/// Runs `first` and `second` as [`rayon::join`] does, but so that pool thread 0 runs
+/// `first` and pool thread 1 runs `second` whenever one of the two calls this and the other
+/// takes the remaining closure.
+///
+/// [`rayon::join`] runs its first closure on the calling thread and leaves the second for
+/// another thread to take. The training loop's step runs on either thread of a two-thread
+/// pool, so with plain `join` the half of a split product or update that a thread computes
+/// would change from step to step. With this function each half stays with one thread, and
+/// the weights, gradients and moments it touches stay in that core's cache. Which thread
+/// runs a closure never changes a result.
+pub fn join_by_index(first: impl FnOnce() + Send, second: impl FnOnce() + Send) {
+    if rayon::current_thread_index() == Some(1) {
+        rayon::join(second, first);
+    } else {
+        rayon::join(first, second);
+    }
+}
+
 /// Sets its flag when dropped, also while a panic unwinds.
 struct SetOnDrop<'a>(&'a AtomicBool);
 
@@ -188,6 +206,50 @@ mod tests {
         // would time out.
         let panicked = receiver.recv_timeout(std::time::Duration::from_secs(60));
         assert_eq!(panicked, Ok(true));
+    }
+
+    /// Runs `join_by_index` from pool thread `caller` of a two-thread pool. Each closure
+    /// waits until the other has started, so they must run on different threads. Returns
+    /// the threads that ran `first` and `second`.
+    fn join_by_index_from(caller: usize) -> (Option<usize>, Option<usize>) {
+        fn meet(mine: &AtomicBool, other: &AtomicBool) -> Option<usize> {
+            mine.store(true, Ordering::Release);
+            let started = std::time::Instant::now();
+            while !other.load(Ordering::Acquire)
+                && started.elapsed() < std::time::Duration::from_secs(10)
+            {
+                std::hint::spin_loop();
+            }
+            rayon::current_thread_index()
+        }
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        let (started_first, started_second) = (AtomicBool::new(false), AtomicBool::new(false));
+        let threads = std::sync::Mutex::new((None, None));
+        pool.broadcast(|context| {
+            if context.index() == caller {
+                join_by_index(
+                    || threads.lock().unwrap().0 = meet(&started_first, &started_second),
+                    || threads.lock().unwrap().1 = meet(&started_second, &started_first),
+                );
+            }
+        });
+        threads.into_inner().unwrap()
+    }
+
+    #[test]
+    fn join_by_index_pins_each_closure() {
+        for caller in [0, 1] {
+            let (first, second) = join_by_index_from(caller);
+            assert_eq!(first, Some(0), "first closure, called from thread {caller}");
+            assert_eq!(
+                second,
+                Some(1),
+                "second closure, called from thread {caller}"
+            );
+        }
     }
 
     #[test]

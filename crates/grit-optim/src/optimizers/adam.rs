@@ -1,4 +1,4 @@
-use grit_tensor::parallel::{MIN_PARALLEL_VALUES, num_threads};
+use grit_tensor::parallel::{MIN_PARALLEL_VALUES, join_by_index, num_threads};
 use grit_tensor::rayon::prelude::*;
 use multiversion::multiversion;
 use ndarray::Zip;
@@ -177,11 +177,24 @@ impl Optimizer for Adam {
             ) {
                 (Some(w), Some(m), Some(v), Some(g)) => {
                     let block = w.len().div_ceil(num_threads()).max(MIN_PARALLEL_VALUES);
-                    w.par_chunks_mut(block)
-                        .zip(m.par_chunks_mut(block))
-                        .zip(v.par_chunks_mut(block))
-                        .zip(g.par_chunks(block))
-                        .for_each(|(((w, m), v), g)| update(w, m, v, g));
+                    if w.len().div_ceil(block) == 2 {
+                        // Pool thread i updates part i, the rows of the kernel gradient
+                        // that `ops::gemm` has it compute.
+                        let (w_first, w_second) = w.split_at_mut(block);
+                        let (m_first, m_second) = m.split_at_mut(block);
+                        let (v_first, v_second) = v.split_at_mut(block);
+                        let (g_first, g_second) = g.split_at(block);
+                        join_by_index(
+                            || update(w_first, m_first, v_first, g_first),
+                            || update(w_second, m_second, v_second, g_second),
+                        );
+                    } else {
+                        w.par_chunks_mut(block)
+                            .zip(m.par_chunks_mut(block))
+                            .zip(v.par_chunks_mut(block))
+                            .zip(g.par_chunks(block))
+                            .for_each(|(((w, m), v), g)| update(w, m, v, g));
+                    }
                 }
                 _ => Zip::from(&mut *p.value)
                     .and(m)
