@@ -22,6 +22,11 @@ const PARALLEL_MIN_MULTIPLY_ADDS: usize = 1 << 19;
 /// is tall and wide) are summed in two halves of it, one per thread (see [`gemm`]).
 const INNER_SPLIT_MIN_LEN: usize = 512;
 
+/// The second half of such a sum needs a buffer the size of the output, so outputs of more
+/// values than this (4 MiB) are split into blocks instead. The limit is an estimate: the
+/// MNIST MLP's split output has 16384 values, and no larger one was measured.
+const INNER_SPLIT_MAX_OUTPUT: usize = 1 << 20;
+
 /// The blocks a split product is cut into are a multiple of this many rows or columns, the
 /// tile size of the AVX-512 kernel, so no block ends in a partial tile that another block
 /// could have filled.
@@ -32,8 +37,8 @@ const SPLIT_ALIGN: usize = 16;
 /// The product runs on the threads of rayon's current pool (one per CPU unless
 /// `RAYON_NUM_THREADS` or [`rayon::ThreadPool::install`] sets another count) when it is large
 /// enough to gain from them. A product whose inner dimension `k` is long (at least 512 and at
-/// least `m` and `n`) is summed in two halves of `k`, one thread each, and the second half is
-/// added to the first at the end. Otherwise each thread computes a block of rows of `c` (or of
+/// least `m` and `n`) and whose output has at most 2²⁰ values is summed in two halves of `k`,
+/// one thread each, and the second half is added to the first at the end. Otherwise each thread computes a block of rows of `c` (or of
 /// columns when `c` is wider than it is tall). The halves and the sums do not depend on the
 /// number of threads, so neither does the result.
 ///
@@ -89,7 +94,8 @@ pub fn gemm(
 fn inner_split(m: usize, k: usize, n: usize) -> Option<usize> {
     let work = m.saturating_mul(k).saturating_mul(n);
     let long = k >= INNER_SPLIT_MIN_LEN && k >= m.max(n);
-    (long && work >= PARALLEL_MIN_MULTIPLY_ADDS).then(|| split_len(k, 2))
+    let small_output = m.saturating_mul(n) <= INNER_SPLIT_MAX_OUTPUT;
+    (long && small_output && work >= PARALLEL_MIN_MULTIPLY_ADDS).then(|| split_len(k, 2))
 }
 
 /// Computes `c = alpha · a · b + beta · c` in blocks of rows (or columns, when `c` is wider
@@ -298,10 +304,13 @@ mod tests {
         // 784 rows of its kernel gradient.
         assert_eq!(inner_split(128, 784, 128), Some(400));
         assert_eq!(split_len(784, 2), 400);
-        // Too short an inner dimension, shorter than the output, or too little work.
+        // Too short an inner dimension, shorter than the output, too little work, or too
+        // large an output for a second buffer of its size.
         assert_eq!(inner_split(128, 500, 128), None);
         assert_eq!(inner_split(128, 784, 1024), None);
         assert_eq!(inner_split(4, 784, 4), None);
+        assert_eq!(inner_split(1024, 2048, 1024), Some(1024));
+        assert_eq!(inner_split(1025, 2048, 1024), None);
     }
 
     #[test]
