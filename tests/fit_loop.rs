@@ -192,9 +192,19 @@ fn evaluate_and_predict_agree_with_fit_logs() {
 /// computed by the same operations in any batch.
 #[test]
 fn inference_independent_of_batch_size() {
-    let x = Array2::from_shape_fn((300, 20), |(i, j)| ((i * 13 + j * 7) % 23) as f32 / 23.0);
+    // 20 inputs, and 784 like MNIST, enough for the first layer's product to be summed in
+    // two halves of its inputs.
+    for inputs in [20, 784] {
+        check_inference_independent_of_batch_size(inputs);
+    }
+}
+
+fn check_inference_independent_of_batch_size(inputs: usize) {
+    let x = Array2::from_shape_fn((300, inputs), |(i, j)| {
+        ((i * 13 + j * 7) % 23) as f32 / 23.0
+    });
     let y = Array1::from_shape_fn(300, |i| (i % 3) as f32);
-    let mut model = Sequential::new([20])
+    let mut model = Sequential::new([inputs])
         .seed(3)
         .add(Dense::new(64).activation(Activation::Relu))
         .add(Dense::new(3).activation(Activation::Softmax));
@@ -210,8 +220,12 @@ fn inference_independent_of_batch_size() {
         .unwrap();
     let one_at_a_time = model.predict(&x, 1).unwrap();
     let whole = model.predict(&x, 300).unwrap();
-    assert_eq!(one_at_a_time, whole);
-    assert_eq!(model.predict(&x, 129).unwrap(), whole);
+    assert_eq!(one_at_a_time, whole, "{inputs} inputs, batches of 1");
+    assert_eq!(
+        model.predict(&x, 129).unwrap(),
+        whole,
+        "{inputs} inputs, batches of 129"
+    );
 
     // The loss over one batch of 300 is the mean of the per-sample losses.
     let logs = model.evaluate(&x, &y, 300).unwrap();
@@ -222,7 +236,7 @@ fn inference_independent_of_batch_size() {
     let expected = total / 300.0;
     assert!(
         (logs["loss"] - expected).abs() < 1e-5,
-        "loss {} against {expected}",
+        "{inputs} inputs: loss {} against {expected}",
         logs["loss"]
     );
 }

@@ -18,14 +18,13 @@ use crate::parallel::join_by_index;
 /// second thread costs about as much as the half of the work it would take.
 const PARALLEL_MIN_MULTIPLY_ADDS: usize = 1 << 19;
 
-/// Products whose inner dimension is at least this long (and at least as long as the output
-/// is tall and wide) are summed in two halves of it, one per thread (see [`gemm`]).
+/// Products whose inner dimension is at least this long, and at least as long as the output
+/// is wide, are summed in two halves of it (see [`gemm`]).
 const INNER_SPLIT_MIN_LEN: usize = 512;
 
-/// The second half of such a sum needs a buffer the size of the output, so outputs of more
-/// values than this (4 MiB) are split into blocks instead. The limit is an estimate: the
-/// MNIST MLP's split output has 16384 values, and no larger one was measured.
-const INNER_SPLIT_MAX_OUTPUT: usize = 1 << 20;
+/// The second half of such a sum goes to a buffer of at most this many values (4 MiB) at a
+/// time, so a taller output is summed block of rows by block of rows.
+const INNER_SPLIT_MAX_BUFFER: usize = 1 << 20;
 
 /// The blocks a split product is cut into are a multiple of this many rows or columns, the
 /// tile size of the AVX-512 kernel, so no block ends in a partial tile that another block
@@ -37,10 +36,12 @@ const SPLIT_ALIGN: usize = 16;
 /// The product runs on the threads of rayon's current pool (one per CPU unless
 /// `RAYON_NUM_THREADS` or [`rayon::ThreadPool::install`] sets another count) when it is large
 /// enough to gain from them. A product whose inner dimension `k` is long (at least 512 and at
-/// least `m` and `n`) and whose output has at most 2²⁰ values is summed in two halves of `k`,
-/// one thread each, and the second half is added to the first at the end. Otherwise each thread computes a block of rows of `c` (or of
-/// columns when `c` is wider than it is tall). The halves and the sums do not depend on the
-/// number of threads, so neither does the result.
+/// least `n`) is summed in two halves of `k`, and the second half is added to the first at
+/// the end. The two halves run on two threads when the pool has them and the product is
+/// large enough. Otherwise each thread computes a block of rows of `c` (or of columns when
+/// `c` is wider than it is tall). Whether `k` is split depends on `k` and `n` only, so every
+/// row of `c` gets the same sums for any number of threads and any number of rows: a
+/// sample's output does not depend on the batch it is in.
 ///
 /// Splitting `k` is for a Dense layer's forward pass, where `k` is the input width. Each
 /// thread then packs half of each operand instead of all of one. It also reads only one half
@@ -64,38 +65,62 @@ pub fn gemm(
     c: &mut ArrayViewMut2<f32>,
 ) {
     check_shapes(a, b, c);
-    let (m, k) = a.dim();
-    let n = b.ncols();
+    let (k, n) = b.dim();
     let threads = rayon::current_num_threads();
-    match inner_split(m, k, n) {
+    match inner_split(k, n) {
         Some(half) => {
             let (a_first, a_second) = a.view().split_at(Axis(1), half);
             let (b_first, b_second) = b.view().split_at(Axis(0), half);
-            let mut second = Array2::zeros((m, n));
-            // On two threads, pool thread 0 sums the first half and thread 1 the second at
-            // every call. More threads also split each half into blocks of `c`, which
-            // leaves every sum as it is.
-            let threads_per_half = (threads / 2).max(1);
-            join_by_index(
-                || gemm_in_blocks(alpha, &a_first, &b_first, beta, c, threads_per_half),
-                || {
-                    let second = &mut second.view_mut();
-                    gemm_in_blocks(alpha, &a_second, &b_second, 0.0, second, threads_per_half);
-                },
-            );
-            *c += &second;
+            let rows = (INNER_SPLIT_MAX_BUFFER / n.max(1)).max(1);
+            for ((a_first, a_second), mut c) in a_first
+                .axis_chunks_iter(Axis(0), rows)
+                .zip(a_second.axis_chunks_iter(Axis(0), rows))
+                .zip(c.axis_chunks_iter_mut(Axis(0), rows))
+            {
+                let halves = [(a_first, b_first), (a_second, b_second)];
+                gemm_in_halves(alpha, halves, beta, &mut c, threads);
+            }
         }
         None => gemm_in_blocks(alpha, a, b, beta, c, threads),
     }
 }
 
 /// Returns where [`gemm`] cuts the inner dimension of an m × k by k × n product, or `None`
-/// when it does not. The cut depends on the shapes only, never on the number of threads.
-fn inner_split(m: usize, k: usize, n: usize) -> Option<usize> {
-    let work = m.saturating_mul(k).saturating_mul(n);
-    let long = k >= INNER_SPLIT_MIN_LEN && k >= m.max(n);
-    let small_output = m.saturating_mul(n) <= INNER_SPLIT_MAX_OUTPUT;
-    (long && small_output && work >= PARALLEL_MIN_MULTIPLY_ADDS).then(|| split_len(k, 2))
+/// when it does not. The cut depends on `k` and `n` only, never on `m` or the number of
+/// threads.
+fn inner_split(k: usize, n: usize) -> Option<usize> {
+    (k >= INNER_SPLIT_MIN_LEN && k >= n).then(|| split_len(k, 2))
+}
+
+/// Computes `c = alpha · (a₁ · b₁ + a₂ · b₂) + beta · c` for the two halves `(a₁, b₁)` and
+/// `(a₂, b₂)` of a product's inner dimension: the first half into `c`, the second into a
+/// buffer that is then added to `c`.
+fn gemm_in_halves(
+    alpha: f32,
+    [(a_first, b_first), (a_second, b_second)]: [(ArrayView2<f32>, ArrayView2<f32>); 2],
+    beta: f32,
+    c: &mut ArrayViewMut2<f32>,
+    threads: usize,
+) {
+    let mut second = Array2::zeros(c.raw_dim());
+    let work = c.len().saturating_mul(a_first.ncols() + a_second.ncols());
+    if threads < 2 || work < PARALLEL_MIN_MULTIPLY_ADDS {
+        general_mat_mul(alpha, &a_first, &b_first, beta, c);
+        general_mat_mul(alpha, &a_second, &b_second, 0.0, &mut second.view_mut());
+    } else {
+        // On two threads, pool thread 0 sums the first half and thread 1 the second at
+        // every call. More threads also split each half into blocks of `c`, which
+        // leaves every sum as it is.
+        let threads_per_half = (threads / 2).max(1);
+        join_by_index(
+            || gemm_in_blocks(alpha, &a_first, &b_first, beta, c, threads_per_half),
+            || {
+                let second = &mut second.view_mut();
+                gemm_in_blocks(alpha, &a_second, &b_second, 0.0, second, threads_per_half);
+            },
+        );
+    }
+    *c += &second;
 }
 
 /// Computes `c = alpha · a · b + beta · c` in blocks of rows (or columns, when `c` is wider
@@ -302,15 +327,37 @@ mod tests {
     fn long_inner_dimension_splits_in_halves() {
         // A Dense layer's forward pass on MNIST: 784 inputs, cut where two threads cut the
         // 784 rows of its kernel gradient.
-        assert_eq!(inner_split(128, 784, 128), Some(400));
+        assert_eq!(inner_split(784, 128), Some(400));
         assert_eq!(split_len(784, 2), 400);
-        // Too short an inner dimension, shorter than the output, too little work, or too
-        // large an output for a second buffer of its size.
-        assert_eq!(inner_split(128, 500, 128), None);
-        assert_eq!(inner_split(128, 784, 1024), None);
-        assert_eq!(inner_split(4, 784, 4), None);
-        assert_eq!(inner_split(1024, 2048, 1024), Some(1024));
-        assert_eq!(inner_split(1025, 2048, 1024), None);
+        assert_eq!(inner_split(512, 512), Some(256));
+        // Too short an inner dimension, or shorter than the output is wide.
+        assert_eq!(inner_split(511, 10), None);
+        assert_eq!(inner_split(784, 1024), None);
+    }
+
+    #[test]
+    fn rows_independent_of_row_count() {
+        // The same rows multiplied alone or inside a taller product get the same bits, so a
+        // sample's output does not depend on its batch. The last shape needs more than one
+        // block of rows for the second half's buffer.
+        for &(m, k, n) in &[
+            (1000, 784, 128),
+            (300, 1600, 10),
+            (300, 600, 700),
+            (2100, 600, 512),
+        ] {
+            let a = filled(m, k, 1);
+            let b = filled(k, n, 2);
+            let c = Array2::zeros((m, n));
+            let whole = gemm_on_threads(2, &a.view(), &b.view(), 0.0, &c);
+            for rows in [1, 5, 32, 128, m - 1] {
+                let part = a.slice(ndarray::s![..rows, ..]);
+                let c = Array2::zeros((rows, n));
+                let alone = gemm_on_threads(2, &part, &b.view(), 0.0, &c);
+                let same = alone == whole.slice(ndarray::s![..rows, ..]);
+                assert!(same, "{m}x{k}x{n}: the first {rows} rows differ");
+            }
+        }
     }
 
     #[test]

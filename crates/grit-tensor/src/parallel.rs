@@ -63,7 +63,8 @@ pub fn in_pool<R: Send>(work: impl FnOnce() -> R + Send) -> R {
 
 /// Runs `first` and `second` as [`rayon::join`] does, but so that pool thread 0 runs
 /// `first` and pool thread 1 runs `second` whenever one of the two calls this and the other
-/// takes the remaining closure.
+/// takes the remaining closure. When both closures panic, the panic raised is the first
+/// closure's, as with `rayon::join`, unless pool thread 1 called: then it is the second's.
 ///
 /// [`rayon::join`] runs its first closure on the calling thread and leaves the second for
 /// another thread to take. The training loop's step runs on either thread of a two-thread

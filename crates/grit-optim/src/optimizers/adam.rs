@@ -178,8 +178,9 @@ impl Optimizer for Adam {
                 (Some(w), Some(m), Some(v), Some(g)) => {
                     let block = w.len().div_ceil(num_threads()).max(MIN_PARALLEL_VALUES);
                     if w.len().div_ceil(block) == 2 {
-                        // Pool thread i updates part i, the rows of the kernel gradient
-                        // that `ops::gemm` has it compute.
+                        // Pool thread i updates part i, about the rows of the kernel
+                        // gradient that `ops::gemm` has it compute (the two cuts can be a
+                        // few rows apart).
                         let (w_first, w_second) = w.split_at_mut(block);
                         let (m_first, m_second) = m.split_at_mut(block);
                         let (v_first, v_second) = v.split_at_mut(block);
