@@ -39,8 +39,8 @@ const SPLIT_ALIGN: usize = 16;
 /// least `n`) is summed in two halves of `k`, and the second half is added to the first at
 /// the end. The two halves run on two threads when the pool has them and the product is
 /// large enough. Otherwise each thread computes a block of rows of `c` (or of columns when
-/// `c` is wider than it is tall). Whether `k` is split depends on `k` and `n` only, so every
-/// row of `c` gets the same sums for any number of threads and any number of rows: a
+/// `c` is wider than it is tall). Whether `k` is split depends on `k` and `n` only. So every
+/// row of `c` gets the same sums for any number of threads and any number of rows, and a
 /// sample's output does not depend on the batch it is in.
 ///
 /// Splitting `k` is for a Dense layer's forward pass, where `k` is the input width. Each
@@ -123,6 +123,13 @@ fn gemm_in_halves(
     *c += &second;
 }
 
+/// A block of a split product: the rows of `a` or the columns of `b` that it needs, and its
+/// part of `c`.
+type Block<'a> = (
+    (ArrayView2<'a, f32>, ArrayView2<'a, f32>),
+    ArrayViewMut2<'a, f32>,
+);
+
 /// Computes `c = alpha · a · b + beta · c` in blocks of rows (or columns, when `c` is wider
 /// than it is tall), one per thread, or on the calling thread for a small product or
 /// `threads < 2`.
@@ -141,37 +148,24 @@ fn gemm_in_blocks(
         general_mat_mul(alpha, a, b, beta, c);
         return;
     }
-    // Two blocks go to pool threads 0 and 1 in order (see `parallel::join_by_index`).
-    if m >= n {
+    let blocks: Vec<Block<'_>> = if m >= n {
         let rows = split_len(m, threads);
-        if m.div_ceil(rows) == 2 {
-            let (a_first, a_second) = a.view().split_at(Axis(0), rows);
-            let (mut c_first, mut c_second) = c.view_mut().split_at(Axis(0), rows);
-            join_by_index(
-                || general_mat_mul(alpha, &a_first, b, beta, &mut c_first),
-                || general_mat_mul(alpha, &a_second, b, beta, &mut c_second),
-            );
-            return;
-        }
-        c.axis_chunks_iter_mut(Axis(0), rows)
-            .into_par_iter()
-            .zip(a.axis_chunks_iter(Axis(0), rows))
-            .for_each(|(mut c, a)| general_mat_mul(alpha, &a, b, beta, &mut c));
+        a.axis_chunks_iter(Axis(0), rows)
+            .map(|a| (a, b.view()))
+            .zip(c.axis_chunks_iter_mut(Axis(0), rows))
+            .collect()
     } else {
         let cols = split_len(n, threads);
-        if n.div_ceil(cols) == 2 {
-            let (b_first, b_second) = b.view().split_at(Axis(1), cols);
-            let (mut c_first, mut c_second) = c.view_mut().split_at(Axis(1), cols);
-            join_by_index(
-                || general_mat_mul(alpha, a, &b_first, beta, &mut c_first),
-                || general_mat_mul(alpha, a, &b_second, beta, &mut c_second),
-            );
-            return;
-        }
-        c.axis_chunks_iter_mut(Axis(1), cols)
-            .into_par_iter()
-            .zip(b.axis_chunks_iter(Axis(1), cols))
-            .for_each(|(mut c, b)| general_mat_mul(alpha, a, &b, beta, &mut c));
+        b.axis_chunks_iter(Axis(1), cols)
+            .map(|b| (a.view(), b))
+            .zip(c.axis_chunks_iter_mut(Axis(1), cols))
+            .collect()
+    };
+    let multiply = |((a, b), mut c): Block<'_>| general_mat_mul(alpha, &a, &b, beta, &mut c);
+    match <[_; 2]>::try_from(blocks) {
+        // Two blocks go to pool threads 0 and 1 in order (see `parallel::join_by_index`).
+        Ok([first, second]) => join_by_index(|| multiply(first), || multiply(second)),
+        Err(blocks) => blocks.into_par_iter().for_each(multiply),
     }
 }
 
