@@ -4,8 +4,9 @@
 //!
 //! 1. How the machine's peak is derived: cores × FMA instructions per cycle × f32 lanes per
 //!    instruction × 2 FLOPs per FMA × clock. The clock comes from timing a chain of dependent
-//!    integer additions of a register (one per cycle). The FMA rate per cycle comes from timing a loop of
-//!    independent FMAs on one core, for AVX2 and, where the CPU has it, AVX-512.
+//!    integer additions of a register (one per cycle). The FMA rate per cycle comes from
+//!    timing a loop of independent FMAs on one core, for AVX2 and, where the CPU has it,
+//!    AVX-512.
 //! 2. divan's timings, where one "item" is one FLOP, so `Gitem/s` reads as GFLOP/s.
 //! 3. A summary with GFLOP/s and the fraction of the peak, from a median of 11 timed samples.
 //!
@@ -220,8 +221,8 @@ mod x86 {
     /// best of 5 runs is taken.
     ///
     /// NOTE: each addition adds a register, not a constant. On an Intel Xeon of family 6
-    /// model 207 (Emerald Rapids), a chain of `add reg, 1` ran at 13 to 15 additions per ns
-    /// while `add reg, reg` and `imul` chains agreed on 2.7 GHz, so that core does not
+    /// model 207 (Emerald Rapids), a chain of `add reg, 1` ran at 13 to 15 additions per ns.
+    /// Chains of `add reg, reg` and of `imul` both gave 2.7 GHz there, so that core does not
     /// execute constant additions one per cycle.
     pub fn measured_clock_ghz() -> f64 {
         const ITERATIONS: u64 = 50_000_000;
@@ -230,15 +231,15 @@ mod x86 {
             unsafe {
                 std::arch::asm!(
                     "2:",
-                    "add {x}, {increment}", "add {x}, {increment}", "add {x}, {increment}", "add {x}, {increment}",
-                    "add {x}, {increment}", "add {x}, {increment}", "add {x}, {increment}", "add {x}, {increment}",
-                    "add {x}, {increment}", "add {x}, {increment}", "add {x}, {increment}", "add {x}, {increment}",
-                    "add {x}, {increment}", "add {x}, {increment}", "add {x}, {increment}", "add {x}, {increment}",
+                    "add {x}, {one}", "add {x}, {one}", "add {x}, {one}", "add {x}, {one}",
+                    "add {x}, {one}", "add {x}, {one}", "add {x}, {one}", "add {x}, {one}",
+                    "add {x}, {one}", "add {x}, {one}", "add {x}, {one}", "add {x}, {one}",
+                    "add {x}, {one}", "add {x}, {one}", "add {x}, {one}", "add {x}, {one}",
                     "dec {n}",
                     "jnz 2b",
                     n = inout(reg) iterations => _,
                     x = inout(reg) 0u64 => _,
-                    increment = in(reg) black_box(1u64),
+                    one = in(reg) black_box(1u64),
                     options(nomem, nostack),
                 );
             }
