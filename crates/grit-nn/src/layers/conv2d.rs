@@ -3,6 +3,7 @@ use grit_tensor::ops::gemm_on_this_thread;
 use grit_tensor::parallel::{self, block_len};
 use grit_tensor::rayon::prelude::*;
 use grit_tensor::{Activation, Initializer, ParamMut, Rng, Tensor};
+use multiversion::multiversion;
 use ndarray::{ArrayView2, ArrayViewMut2, IxDyn};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -581,11 +582,7 @@ impl Conv2D {
                 let values = grad.as_slice().expect("a block is contiguous");
                 for rows in values.chunks(filters * BIAS_ROWS_PER_F64_CARRY) {
                     partial.fill(0.0);
-                    for row in rows.chunks_exact(filters) {
-                        for (sum, &g) in partial.iter_mut().zip(row) {
-                            *sum += g;
-                        }
-                    }
+                    add_rows(&mut partial, rows);
                     for (sum, &p) in block.bias_grad.iter_mut().zip(&partial) {
                         *sum += p as f64;
                     }
@@ -656,9 +653,7 @@ impl Conv2D {
                 let range = index * part..index * part + out.len();
                 out.copy_from_slice(&partials[range.clone()]);
                 for block in partials.chunks_exact(kernel_len).skip(1) {
-                    for (o, &p) in out.iter_mut().zip(&block[range.clone()]) {
-                        *o += p;
-                    }
+                    add_rows(out, &block[range.clone()]);
                 }
             });
         if let Some(plan) = plan {
@@ -685,6 +680,25 @@ impl Conv2D {
             grad_input
         } else {
             Tensor::zeros(IxDyn(&[0]))
+        }
+    }
+}
+
+/// Adds every row of `rows` (rows of `sums.len()` values) to `sums`.
+///
+/// Each sum takes its row's values in order, so the result has the bits of a plain loop.
+/// Compiled for AVX-512 and AVX2 as well, because the x86-64 baseline target has only SSE2.
+/// The backward pass sums each block's bias gradient and the blocks' kernel gradients this
+/// way. With SSE2 code these two sums took about 3% of the MNIST convnet's training step in
+/// a `perf` profile on a 2-core Xeon.
+#[multiversion(targets("x86_64+avx512f+avx512vl", "x86_64+avx2"))]
+fn add_rows(sums: &mut [f32], rows: &[f32]) {
+    if sums.is_empty() {
+        return;
+    }
+    for row in rows.chunks_exact(sums.len()) {
+        for (sum, &value) in sums.iter_mut().zip(row) {
+            *sum += value;
         }
     }
 }
@@ -1198,6 +1212,25 @@ impl Layer for Conv2D {
 mod tests {
     use super::*;
     use crate::gradcheck::check_layer;
+
+    /// The vectorised row sums round as a plain loop does, and leave a partial row out.
+    #[test]
+    fn add_rows_matches_plain_sums() {
+        let width = 37;
+        let rows: Vec<f32> = (0..5 * width + 3)
+            .map(|i| ((i * 7919) % 1013) as f32 * 0.013 - 6.5)
+            .collect();
+        let mut sums: Vec<f32> = (0..width).map(|i| i as f32 * 0.1).collect();
+        let mut expected = sums.clone();
+        for row in 0..5 {
+            for (column, sum) in expected.iter_mut().enumerate() {
+                *sum += rows[row * width + column];
+            }
+        }
+        add_rows(&mut sums, &rows);
+        assert_eq!(sums, expected);
+        add_rows(&mut [], &rows);
+    }
     use crate::layer_from_config;
 
     /// Computes a channels-last convolution with nested loops in f64, placing the padding
