@@ -14,6 +14,25 @@ mod sgd;
 pub use adam::Adam;
 pub use sgd::Sgd;
 
+/// Returns `value`, or zero when `value` is subnormal (nonzero but smaller in magnitude than
+/// `f32::MIN_POSITIVE`, about 1.2e-38).
+///
+/// Optimizer state that decays by a constant factor at every update reaches that range when
+/// its gradient stays zero for long enough: Adam's first moment after about 800 updates.
+/// x86 CPUs compute with subnormal operands in microcode. In the MNIST MLP, whose rarely lit
+/// border pixels give such gradients, 1403 subnormal first moments made the third epoch
+/// about 12% slower on a 2-core Xeon. With learning rates up to 1 and Adam's default ε, the
+/// update such a value adds is below 1e-30, under half the spacing of the f32 values around
+/// any weight larger than about 1e-23 in magnitude, so flushing it changes no such weight.
+#[inline(always)]
+pub(crate) fn flush_subnormal(value: f32) -> f32 {
+    if value.abs() < f32::MIN_POSITIVE {
+        0.0
+    } else {
+        value
+    }
+}
+
 /// A fixed learning rate, or a schedule of the step count.
 #[derive(Debug, Clone)]
 pub enum LearningRate {

@@ -2,7 +2,8 @@ use ndarray::Zip;
 use serde_json::json;
 
 use super::{
-    LearningRate, Optimizer, OptimizerState, ParamMut, ensure_slots, load_slots, named_slots,
+    LearningRate, Optimizer, OptimizerState, ParamMut, ensure_slots, flush_subnormal, load_slots,
+    named_slots,
 };
 use crate::Result;
 use crate::error::check_range;
@@ -13,6 +14,9 @@ use crate::error::check_range;
 /// - plain: `w ← w − lr·g`;
 /// - momentum: `v ← μ·v − lr·g`, then `w ← w + v`;
 /// - Nesterov: `v ← μ·v − lr·g`, then `w ← w + μ·v − lr·g`.
+///
+/// A velocity that becomes subnormal is set to zero, because x86 CPUs compute with subnormal
+/// operands in microcode and such a velocity changes no weight larger than about 1e-30.
 ///
 /// Defaults as Keras: learning rate 0.01, momentum 0, Nesterov off.
 #[derive(Debug, Clone)]
@@ -102,7 +106,7 @@ impl Optimizer for Sgd {
                         .and(v)
                         .and(p.grad)
                         .for_each(|w, v, &g| {
-                            *v = momentum * *v - lr * g;
+                            *v = flush_subnormal(momentum * *v - lr * g);
                             *w += momentum * *v - lr * g;
                         });
                 } else {
@@ -110,7 +114,7 @@ impl Optimizer for Sgd {
                         .and(v)
                         .and(p.grad)
                         .for_each(|w, v, &g| {
-                            *v = momentum * *v - lr * g;
+                            *v = flush_subnormal(momentum * *v - lr * g);
                             *w += *v;
                         });
                 }
@@ -182,6 +186,23 @@ mod tests {
         assert!((w[0] - 0.9).abs() < 1e-6);
         step(&mut sgd, &mut w, &g);
         assert!((w[0] - 0.71).abs() < 1e-6);
+    }
+
+    /// Momentum 0.5, rate 1: a gradient of 4e-38 gives v = −4e-38, and zero gradients then
+    /// halve it to −2e-38 (normal) and −1e-38 (subnormal), which becomes zero.
+    #[test]
+    fn subnormal_velocity_becomes_zero() {
+        let mut w = array![0.5f32].into_dyn();
+        let mut sgd = Sgd::new(1.0).momentum(0.5);
+        step(&mut sgd, &mut w, &array![4e-38f32].into_dyn());
+        let zero = array![0.0f32].into_dyn();
+        step(&mut sgd, &mut w, &zero);
+        let velocity = |sgd: &Sgd| sgd.state().slots[0].1[0];
+        assert_eq!(velocity(&sgd), -2e-38);
+        step(&mut sgd, &mut w, &zero);
+        assert!((-1e-38f32).is_subnormal());
+        assert_eq!(velocity(&sgd), 0.0);
+        assert_eq!(w[0], 0.5);
     }
 
     /// Nesterov, same setting: w1 = 1 + 0.9·(−0.1) − 0.1 = 0.81;
