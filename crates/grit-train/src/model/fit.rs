@@ -11,6 +11,7 @@ use ndarray::IxDyn;
 use super::Sequential;
 use super::data::{BatchMemory, check_counts, check_inputs, check_targets, gather_targets};
 use super::evaluate::{check_batch_size, running_logs};
+use super::order::EpochOrder;
 use crate::callbacks::{
     BackupRequests, Callback, Console, Context, History, Logs, ProgressLogger, RunInfo,
     check_callback_states,
@@ -459,7 +460,8 @@ impl Sequential {
             .unwrap_or(options.initial_epoch);
         let metrics = self.resolved_metrics(y.sample_size());
         let mut last_logs = Logs::new();
-        let mut order: Vec<usize> = train_indices.clone().collect();
+        let mut order = EpochOrder::new(train_indices.clone());
+        let (mut chunk, mut next) = (Vec::new(), Vec::new());
         let mut y_batch = Tensor::zeros(IxDyn(&[0]));
         for epoch in first_epoch..options.epochs {
             self.completed_epochs = epoch;
@@ -467,25 +469,22 @@ impl Sequential {
             list.dispatch(self, state, run, &mut Logs::new(), |cb, ctx, logs| {
                 cb.on_epoch_begin(epoch, ctx, logs)
             })?;
-            for (slot, index) in order.iter_mut().zip(train_indices.clone()) {
-                *slot = index;
-            }
-            if options.shuffle {
-                self.rng.shuffle(&mut order);
-            }
+            order.reset(
+                train_indices.clone(),
+                options.shuffle.then_some(&mut self.rng),
+            );
             let mut sums = vec![0.0f64; metrics.len()];
             let mut loss_sum = 0.0f64;
             let mut count = 0usize;
             let mut epoch_logs = Logs::new();
-            for (step, chunk) in order.chunks(options.batch_size).enumerate() {
+            for step in 0..order.batch_count(options.batch_size) {
+                order.batch_into(step, options.batch_size, &mut chunk);
+                order.batch_into(step + 1, options.batch_size, &mut next);
+                let (chunk, next) = (&chunk[..], &next[..]);
                 list.dispatch(self, state, run, &mut Logs::new(), |cb, ctx, logs| {
                     cb.on_train_batch_begin(step, ctx, logs)
                 })?;
                 let memory = BatchMemory::reserve(x, chunk.len());
-                let next = order
-                    .chunks(options.batch_size)
-                    .nth(step + 1)
-                    .unwrap_or(&[]);
                 // The whole step runs on a pool thread (see `grit_tensor::parallel::in_pool`).
                 let loss = in_pool(|| {
                     let x_batch = memory.gather(x, chunk);

@@ -1,0 +1,139 @@
+//! The order in which an epoch visits the training samples.
+
+use std::ops::Range;
+
+use grit_tensor::Rng;
+
+/// The training samples' indices in the order of one epoch.
+///
+/// The indices are stored as `u32` whenever the range's end fits in one, which halves the
+/// order's memory (0.23 MiB less for MNIST's 60000 samples). A `u32` and a `usize` order
+/// shuffle to the same permutation, because the shuffle only swaps positions.
+#[derive(Debug)]
+pub(crate) enum EpochOrder {
+    /// Indices of a range whose end fits in `u32`.
+    Compact(Vec<u32>),
+    /// Indices of a range whose end does not fit in `u32`.
+    Wide(Vec<usize>),
+}
+
+impl EpochOrder {
+    /// Returns the indices of `samples` in increasing order.
+    pub(crate) fn new(samples: Range<usize>) -> Self {
+        if u32::try_from(samples.end).is_ok() {
+            EpochOrder::Compact(samples.map(|index| index as u32).collect())
+        } else {
+            EpochOrder::Wide(samples.collect())
+        }
+    }
+
+    /// Puts the indices of `samples` (the range given to [`EpochOrder::new`]) back in
+    /// increasing order, then shuffles them with `rng` when one is given.
+    pub(crate) fn reset(&mut self, samples: Range<usize>, rng: Option<&mut Rng>) {
+        match self {
+            EpochOrder::Compact(order) => {
+                for (slot, index) in order.iter_mut().zip(samples) {
+                    *slot = index as u32;
+                }
+                if let Some(rng) = rng {
+                    rng.shuffle(order);
+                }
+            }
+            EpochOrder::Wide(order) => {
+                for (slot, index) in order.iter_mut().zip(samples) {
+                    *slot = index;
+                }
+                if let Some(rng) = rng {
+                    rng.shuffle(order);
+                }
+            }
+        }
+    }
+
+    /// Returns the number of batches of `batch_size` samples in an epoch, the last one
+    /// possibly smaller.
+    pub(crate) fn batch_count(&self, batch_size: usize) -> usize {
+        let len = match self {
+            EpochOrder::Compact(order) => order.len(),
+            EpochOrder::Wide(order) => order.len(),
+        };
+        len.div_ceil(batch_size)
+    }
+
+    /// Replaces the contents of `indices` with the indices of batch `step`, which is empty
+    /// past the last batch.
+    pub(crate) fn batch_into(&self, step: usize, batch_size: usize, indices: &mut Vec<usize>) {
+        indices.clear();
+        match self {
+            EpochOrder::Compact(order) => {
+                if let Some(batch) = order.chunks(batch_size).nth(step) {
+                    indices.extend(batch.iter().map(|&index| index as usize));
+                }
+            }
+            EpochOrder::Wide(order) => {
+                if let Some(batch) = order.chunks(batch_size).nth(step) {
+                    indices.extend_from_slice(batch);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Returns every batch of `order` for batches of `batch_size`.
+    fn batches(order: &EpochOrder, batch_size: usize) -> Vec<Vec<usize>> {
+        let mut indices = Vec::new();
+        (0..order.batch_count(batch_size))
+            .map(|step| {
+                order.batch_into(step, batch_size, &mut indices);
+                indices.clone()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn compact_and_wide_shuffle_alike() {
+        let samples = 3..1003;
+        let mut compact = EpochOrder::new(samples.clone());
+        assert!(matches!(compact, EpochOrder::Compact(_)));
+        let mut wide = EpochOrder::Wide(samples.clone().collect());
+        let (mut first, mut second) = (Rng::new(7), Rng::new(7));
+        for _ in 0..3 {
+            compact.reset(samples.clone(), Some(&mut first));
+            wide.reset(samples.clone(), Some(&mut second));
+            assert_eq!(batches(&compact, 128), batches(&wide, 128));
+        }
+        let mut sorted: Vec<usize> = batches(&compact, 128).concat();
+        sorted.sort_unstable();
+        assert_eq!(sorted, samples.collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn unshuffled_batches_in_order() {
+        let mut order = EpochOrder::new(0..10);
+        order.reset(0..10, None);
+        assert_eq!(order.batch_count(4), 3);
+        assert_eq!(
+            batches(&order, 4),
+            vec![vec![0, 1, 2, 3], vec![4, 5, 6, 7], vec![8, 9]]
+        );
+        let mut past_end = vec![1, 2];
+        order.batch_into(3, 4, &mut past_end);
+        assert!(past_end.is_empty());
+    }
+
+    #[test]
+    fn indices_beyond_u32_stay_wide() {
+        let end = u32::MAX as usize + 3;
+        let order = EpochOrder::new(end - 2..end);
+        assert!(matches!(order, EpochOrder::Wide(_)));
+        assert_eq!(batches(&order, 8), vec![vec![end - 2, end - 1]]);
+        let top = u32::MAX as usize;
+        let edge = EpochOrder::new(top - 2..top);
+        assert!(matches!(edge, EpochOrder::Compact(_)));
+        assert_eq!(batches(&edge, 8), vec![vec![top - 2, top - 1]]);
+    }
+}
