@@ -2,7 +2,7 @@ use ndarray::Zip;
 use serde_json::json;
 
 use super::{
-    LearningRate, Optimizer, OptimizerState, ParamMut, ensure_slots, flush_subnormal, load_slots,
+    LearningRate, Optimizer, OptimizerState, ParamMut, ensure_slots, flush_tiny, load_slots,
     named_slots,
 };
 use crate::Result;
@@ -15,8 +15,8 @@ use crate::error::check_range;
 /// - momentum: `v ← μ·v − lr·g`, then `w ← w + v`;
 /// - Nesterov: `v ← μ·v − lr·g`, then `w ← w + μ·v − lr·g`.
 ///
-/// A velocity that becomes subnormal is set to zero, because x86 CPUs compute with subnormal
-/// operands in microcode and such a velocity changes no weight larger than about 1e-30.
+/// A velocity that decays below 2⁻¹⁰⁰ is set to zero, because Intel CPUs compute with
+/// subnormal operands in microcode. Such a velocity moves no weight larger than about 1.3e-23.
 ///
 /// Defaults as Keras: learning rate 0.01, momentum 0, Nesterov off.
 #[derive(Debug, Clone)]
@@ -106,7 +106,7 @@ impl Optimizer for Sgd {
                         .and(v)
                         .and(p.grad)
                         .for_each(|w, v, &g| {
-                            *v = flush_subnormal(momentum * *v - lr * g);
+                            *v = flush_tiny(momentum * *v - lr * g);
                             *w += momentum * *v - lr * g;
                         });
                 } else {
@@ -114,7 +114,7 @@ impl Optimizer for Sgd {
                         .and(v)
                         .and(p.grad)
                         .for_each(|w, v, &g| {
-                            *v = flush_subnormal(momentum * *v - lr * g);
+                            *v = flush_tiny(momentum * *v - lr * g);
                             *w += *v;
                         });
                 }
@@ -188,19 +188,21 @@ mod tests {
         assert!((w[0] - 0.71).abs() < 1e-6);
     }
 
-    /// Momentum 0.5, rate 1: a gradient of 4e-38 gives v = −4e-38, and zero gradients then
-    /// halve it to −2e-38 (normal) and −1e-38 (subnormal), which becomes zero.
+    /// Momentum 0.5, rate 1: a gradient of 4e-30 gives v = −4e-30, and zero gradients then
+    /// halve it to −2e-30 and −1e-30 (above 2⁻¹⁰⁰, about 7.9e-31) and −5e-31, which becomes
+    /// zero.
     #[test]
-    fn subnormal_velocity_becomes_zero() {
+    fn tiny_velocity_becomes_zero() {
         let mut w = array![0.5f32].into_dyn();
         let mut sgd = Sgd::new(1.0).momentum(0.5);
-        step(&mut sgd, &mut w, &array![4e-38f32].into_dyn());
+        step(&mut sgd, &mut w, &array![4e-30f32].into_dyn());
         let zero = array![0.0f32].into_dyn();
-        step(&mut sgd, &mut w, &zero);
         let velocity = |sgd: &Sgd| sgd.state().slots[0].1[0];
-        assert_eq!(velocity(&sgd), -2e-38);
         step(&mut sgd, &mut w, &zero);
-        assert!((-1e-38f32).is_subnormal());
+        assert_eq!(velocity(&sgd), -2e-30);
+        step(&mut sgd, &mut w, &zero);
+        assert_eq!(velocity(&sgd), -1e-30);
+        step(&mut sgd, &mut w, &zero);
         assert_eq!(velocity(&sgd), 0.0);
         assert_eq!(w[0], 0.5);
     }
