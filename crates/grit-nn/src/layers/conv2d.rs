@@ -1213,7 +1213,6 @@ impl Layer for Conv2D {
 mod tests {
     use super::*;
     use crate::gradcheck::check_layer;
-
     use crate::layer_from_config;
 
     /// The vectorised row sums round as a plain loop does.

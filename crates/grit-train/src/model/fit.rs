@@ -461,7 +461,8 @@ impl Sequential {
         let metrics = self.resolved_metrics(y.sample_size());
         let mut last_logs = Logs::new();
         let mut order = EpochOrder::new(train_indices.clone());
-        let (mut chunk, mut next) = (Vec::new(), Vec::new());
+        // The indices of the current and the next batch, as `Samples` takes them.
+        let (mut chunk_indices, mut next_indices) = (Vec::new(), Vec::new());
         let mut y_batch = Tensor::zeros(IxDyn(&[0]));
         for epoch in first_epoch..options.epochs {
             self.completed_epochs = epoch;
@@ -477,10 +478,11 @@ impl Sequential {
             let mut loss_sum = 0.0f64;
             let mut count = 0usize;
             let mut epoch_logs = Logs::new();
+            order.batch_into(0, options.batch_size, &mut next_indices);
             for step in 0..order.batch_count(options.batch_size) {
-                order.batch_into(step, options.batch_size, &mut chunk);
-                order.batch_into(step + 1, options.batch_size, &mut next);
-                let (chunk, next) = (&chunk[..], &next[..]);
+                std::mem::swap(&mut chunk_indices, &mut next_indices);
+                order.batch_into(step + 1, options.batch_size, &mut next_indices);
+                let (chunk, next) = (&chunk_indices[..], &next_indices[..]);
                 list.dispatch(self, state, run, &mut Logs::new(), |cb, ctx, logs| {
                     cb.on_train_batch_begin(step, ctx, logs)
                 })?;

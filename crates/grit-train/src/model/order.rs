@@ -21,7 +21,7 @@ impl EpochOrder {
     /// Returns the indices of `samples` in increasing order.
     pub(crate) fn new(samples: Range<usize>) -> Self {
         if u32::try_from(samples.end).is_ok() {
-            EpochOrder::Compact(samples.map(|index| index as u32).collect())
+            EpochOrder::Compact(samples.map(u32::from_index).collect())
         } else {
             EpochOrder::Wide(samples.collect())
         }
@@ -31,22 +31,8 @@ impl EpochOrder {
     /// increasing order, then shuffles them with `rng` when one is given.
     pub(crate) fn reset(&mut self, samples: Range<usize>, rng: Option<&mut Rng>) {
         match self {
-            EpochOrder::Compact(order) => {
-                for (slot, index) in order.iter_mut().zip(samples) {
-                    *slot = index as u32;
-                }
-                if let Some(rng) = rng {
-                    rng.shuffle(order);
-                }
-            }
-            EpochOrder::Wide(order) => {
-                for (slot, index) in order.iter_mut().zip(samples) {
-                    *slot = index;
-                }
-                if let Some(rng) = rng {
-                    rng.shuffle(order);
-                }
-            }
+            EpochOrder::Compact(order) => refill(order, samples, rng),
+            EpochOrder::Wide(order) => refill(order, samples, rng),
         }
     }
 
@@ -63,19 +49,63 @@ impl EpochOrder {
     /// Replaces the contents of `indices` with the indices of batch `step`, which is empty
     /// past the last batch.
     pub(crate) fn batch_into(&self, step: usize, batch_size: usize, indices: &mut Vec<usize>) {
-        indices.clear();
         match self {
-            EpochOrder::Compact(order) => {
-                if let Some(batch) = order.chunks(batch_size).nth(step) {
-                    indices.extend(batch.iter().map(|&index| index as usize));
-                }
-            }
-            EpochOrder::Wide(order) => {
-                if let Some(batch) = order.chunks(batch_size).nth(step) {
-                    indices.extend_from_slice(batch);
-                }
-            }
+            EpochOrder::Compact(order) => copy_batch(order, step, batch_size, indices),
+            EpochOrder::Wide(order) => copy_batch(order, step, batch_size, indices),
         }
+    }
+}
+
+/// The index type of an [`EpochOrder`]: `u32` or `usize`.
+trait SampleIndex: Copy {
+    /// Converts `index`, which [`EpochOrder::new`] checked to fit.
+    fn from_index(index: usize) -> Self;
+    /// Returns the index as `usize`.
+    fn to_index(self) -> usize;
+}
+
+impl SampleIndex for u32 {
+    fn from_index(index: usize) -> Self {
+        index as u32
+    }
+
+    fn to_index(self) -> usize {
+        self as usize
+    }
+}
+
+impl SampleIndex for usize {
+    fn from_index(index: usize) -> Self {
+        index
+    }
+
+    fn to_index(self) -> usize {
+        self
+    }
+}
+
+/// Writes the indices of `samples` into `order` in increasing order, then shuffles them
+/// with `rng` when one is given.
+fn refill<T: SampleIndex>(order: &mut [T], samples: Range<usize>, rng: Option<&mut Rng>) {
+    for (slot, index) in order.iter_mut().zip(samples) {
+        *slot = T::from_index(index);
+    }
+    if let Some(rng) = rng {
+        rng.shuffle(order);
+    }
+}
+
+/// Replaces the contents of `indices` with batch `step` of `order`, or with nothing past
+/// the last batch.
+fn copy_batch<T: SampleIndex>(
+    order: &[T],
+    step: usize,
+    batch_size: usize,
+    indices: &mut Vec<usize>,
+) {
+    indices.clear();
+    if let Some(batch) = order.chunks(batch_size).nth(step) {
+        indices.extend(batch.iter().map(|&index| index.to_index()));
     }
 }
 
