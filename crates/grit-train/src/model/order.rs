@@ -6,12 +6,15 @@ use grit_tensor::Rng;
 
 /// The training samples' indices in the order of one epoch.
 ///
-/// The indices are stored as `u32` whenever the range's end fits in one, which halves the
-/// order's memory (0.23 MiB less for MNIST's 60000 samples). A `u32` and a `usize` order
-/// shuffle to the same permutation, because the shuffle only swaps positions.
+/// The indices are stored in the smallest of `u16`, `u32` and `usize` that fits the range's
+/// end. For MNIST's 60000 samples that is `u16`, which takes a quarter of the memory of
+/// `usize` (0.34 MiB less). Orders of any index type shuffle to the same permutation,
+/// because the shuffle only swaps positions.
 #[derive(Debug)]
 pub(crate) enum EpochOrder {
-    /// Indices of a range whose end fits in `u32`.
+    /// Indices of a range whose end fits in `u16`.
+    Short(Vec<u16>),
+    /// Indices of a range whose end fits in `u32` but not in `u16`.
     Compact(Vec<u32>),
     /// Indices of a range whose end does not fit in `u32`.
     Wide(Vec<usize>),
@@ -20,7 +23,9 @@ pub(crate) enum EpochOrder {
 impl EpochOrder {
     /// Returns the indices of `samples` in increasing order.
     pub(crate) fn new(samples: Range<usize>) -> Self {
-        if u32::try_from(samples.end).is_ok() {
+        if u16::try_from(samples.end).is_ok() {
+            EpochOrder::Short(samples.map(u16::from_index).collect())
+        } else if u32::try_from(samples.end).is_ok() {
             EpochOrder::Compact(samples.map(u32::from_index).collect())
         } else {
             EpochOrder::Wide(samples.collect())
@@ -31,6 +36,7 @@ impl EpochOrder {
     /// increasing order, then shuffles them with `rng` when one is given.
     pub(crate) fn reset(&mut self, samples: Range<usize>, rng: Option<&mut Rng>) {
         match self {
+            EpochOrder::Short(order) => refill(order, samples, rng),
             EpochOrder::Compact(order) => refill(order, samples, rng),
             EpochOrder::Wide(order) => refill(order, samples, rng),
         }
@@ -40,6 +46,7 @@ impl EpochOrder {
     /// possibly smaller.
     pub(crate) fn batch_count(&self, batch_size: usize) -> usize {
         let len = match self {
+            EpochOrder::Short(order) => order.len(),
             EpochOrder::Compact(order) => order.len(),
             EpochOrder::Wide(order) => order.len(),
         };
@@ -50,18 +57,29 @@ impl EpochOrder {
     /// past the last batch.
     pub(crate) fn batch_into(&self, step: usize, batch_size: usize, indices: &mut Vec<usize>) {
         match self {
+            EpochOrder::Short(order) => copy_batch(order, step, batch_size, indices),
             EpochOrder::Compact(order) => copy_batch(order, step, batch_size, indices),
             EpochOrder::Wide(order) => copy_batch(order, step, batch_size, indices),
         }
     }
 }
 
-/// The index type of an [`EpochOrder`]: `u32` or `usize`.
+/// The index type of an [`EpochOrder`]: `u16`, `u32` or `usize`.
 trait SampleIndex: Copy {
     /// Converts `index`, which [`EpochOrder::new`] checked to fit.
     fn from_index(index: usize) -> Self;
     /// Returns the index as `usize`.
     fn to_index(self) -> usize;
+}
+
+impl SampleIndex for u16 {
+    fn from_index(index: usize) -> Self {
+        index as u16
+    }
+
+    fn to_index(self) -> usize {
+        self as usize
+    }
 }
 
 impl SampleIndex for u32 {
@@ -125,18 +143,21 @@ mod tests {
     }
 
     #[test]
-    fn compact_and_wide_shuffle_alike() {
+    fn index_types_shuffle_alike() {
         let samples = 3..1003;
-        let mut compact = EpochOrder::new(samples.clone());
-        assert!(matches!(compact, EpochOrder::Compact(_)));
+        let mut short = EpochOrder::new(samples.clone());
+        assert!(matches!(short, EpochOrder::Short(_)));
+        let mut compact = EpochOrder::Compact(samples.clone().map(|i| i as u32).collect());
         let mut wide = EpochOrder::Wide(samples.clone().collect());
-        let (mut first, mut second) = (Rng::new(7), Rng::new(7));
+        let (mut first, mut second, mut third) = (Rng::new(7), Rng::new(7), Rng::new(7));
         for _ in 0..3 {
-            compact.reset(samples.clone(), Some(&mut first));
-            wide.reset(samples.clone(), Some(&mut second));
+            short.reset(samples.clone(), Some(&mut first));
+            compact.reset(samples.clone(), Some(&mut second));
+            wide.reset(samples.clone(), Some(&mut third));
+            assert_eq!(batches(&short, 128), batches(&wide, 128));
             assert_eq!(batches(&compact, 128), batches(&wide, 128));
         }
-        let mut sorted: Vec<usize> = batches(&compact, 128).concat();
+        let mut sorted: Vec<usize> = batches(&short, 128).concat();
         sorted.sort_unstable();
         assert_eq!(sorted, samples.collect::<Vec<_>>());
     }
@@ -156,14 +177,22 @@ mod tests {
     }
 
     #[test]
-    fn indices_beyond_u32_stay_wide() {
-        let end = u32::MAX as usize + 3;
-        let order = EpochOrder::new(end - 2..end);
-        assert!(matches!(order, EpochOrder::Wide(_)));
-        assert_eq!(batches(&order, 8), vec![vec![end - 2, end - 1]]);
-        let top = u32::MAX as usize;
-        let edge = EpochOrder::new(top - 2..top);
-        assert!(matches!(edge, EpochOrder::Compact(_)));
-        assert_eq!(batches(&edge, 8), vec![vec![top - 2, top - 1]]);
+    fn each_range_gets_the_smallest_type() {
+        let cases = [
+            (u16::MAX as usize, "short"),
+            (u16::MAX as usize + 1, "compact"),
+            (u32::MAX as usize, "compact"),
+            (u32::MAX as usize + 1, "wide"),
+        ];
+        for (end, expected) in cases {
+            let order = EpochOrder::new(end - 2..end);
+            let kind = match order {
+                EpochOrder::Short(_) => "short",
+                EpochOrder::Compact(_) => "compact",
+                EpochOrder::Wide(_) => "wide",
+            };
+            assert_eq!(kind, expected, "range ending at {end}");
+            assert_eq!(batches(&order, 8), vec![vec![end - 2, end - 1]]);
+        }
     }
 }
