@@ -356,10 +356,11 @@ impl Layer for Dense {
     }
 
     fn trainable_params(&mut self) -> Vec<ParamMut<'_>> {
-        let mut params = vec![ParamMut {
+        let mut params = Vec::with_capacity(2);
+        params.push(ParamMut {
             value: &mut self.kernel,
             grad: &self.kernel_grad,
-        }];
+        });
         if self.config.use_bias {
             params.push(ParamMut {
                 value: &mut self.bias,

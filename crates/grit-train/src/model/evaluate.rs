@@ -89,14 +89,17 @@ impl Sequential {
         indices: &[usize],
         outputs: &mut ArrayViewMutD<'_, f32>,
     ) {
+        let chunk_size = INFERENCE_CHUNK.min(indices.len());
         for (part, chunk) in indices.chunks(INFERENCE_CHUNK).enumerate() {
             let start = part * INFERENCE_CHUNK;
             let mut target = outputs.slice_axis_mut(Axis(0), (start..start + chunk.len()).into());
-            let memory = BatchMemory::reserve(x, chunk.len());
+            let memory = BatchMemory::take(&mut self.batch_memory, x, chunk_size);
             in_pool(|| {
                 let batch = memory.gather(x, chunk);
                 target.assign(&self.forward(batch, false));
             });
+            // The forward pass has freed the chunk: reserve the next one's memory in its place.
+            self.batch_memory = BatchMemory::reserve(x, chunk_size);
         }
     }
 

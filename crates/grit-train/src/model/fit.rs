@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::ops::Range;
 
-use grit_nn::{Direction, Layer};
+use grit_nn::Direction;
 use grit_tensor::parallel::in_pool;
 use grit_tensor::{ParamMut, Samples, Tensor, rayon};
 use ndarray::IxDyn;
@@ -464,6 +464,9 @@ impl Sequential {
         // The indices of the current and the next batch, as `Samples` takes them.
         let (mut chunk_indices, mut next_indices) = (Vec::new(), Vec::new());
         let mut y_batch = Tensor::zeros(IxDyn(&[0]));
+        // Every batch, the last of an epoch too, gets memory for a whole batch, so that the
+        // next batch fits in the place the step frees.
+        let full_batch = options.batch_size.min(train_indices.len());
         for epoch in first_epoch..options.epochs {
             self.completed_epochs = epoch;
             state.backup.at_epoch_start(self, || list.states());
@@ -486,7 +489,7 @@ impl Sequential {
                 list.dispatch(self, state, run, &mut Logs::new(), |cb, ctx, logs| {
                     cb.on_train_batch_begin(step, ctx, logs)
                 })?;
-                let memory = BatchMemory::reserve(x, chunk.len());
+                let memory = BatchMemory::take(&mut self.batch_memory, x, full_batch);
                 // The whole step runs on a pool thread (see `grit_tensor::parallel::in_pool`).
                 let loss = in_pool(|| {
                     let x_batch = memory.gather(x, chunk);
@@ -501,6 +504,8 @@ impl Sequential {
                     }
                     loss
                 });
+                // The step has freed its batch: reserve the next one's memory in its place.
+                self.batch_memory = BatchMemory::reserve(x, full_batch);
                 loss_sum += loss as f64 * chunk.len() as f64;
                 count += chunk.len();
                 epoch_logs = running_logs(loss_sum, &metrics, &sums, count);
@@ -598,11 +603,13 @@ impl Sequential {
                 grad = layer.backward(&grad);
             }
         }
-        let mut params: Vec<ParamMut<'_>> = self
-            .layers
-            .iter_mut()
-            .flat_map(|layer: &mut Box<dyn Layer>| layer.trainable_params())
-            .collect();
+        // Sized up front. Growing it on this pool thread can reallocate a small block that
+        // came from the calling thread's heap, and the larger block then takes space there
+        // that the next batch needs (see `BatchMemory`).
+        let mut params: Vec<ParamMut<'_>> = Vec::with_capacity(2 * self.layers.len());
+        for layer in &mut self.layers {
+            params.extend(layer.trainable_params());
+        }
         compiled.optimizer.apply(&mut params);
         value
     }

@@ -57,6 +57,9 @@ pub struct Sequential {
     /// Whether each layer's work is done by the layer before it (see [`Layer::fuse_next`]),
     /// in which case both passes skip it.
     fused: Vec<bool>,
+    /// Memory reserved for the next batch's inputs, kept between steps and calls (see
+    /// `BatchMemory`). Empty until the first step.
+    batch_memory: Vec<f32>,
 }
 
 /// The optimizer, loss and metrics that `compile` set.
@@ -90,6 +93,7 @@ impl Sequential {
             completed_epochs: 0,
             first_trainable: 0,
             fused: Vec::new(),
+            batch_memory: Vec::new(),
         }
     }
 
