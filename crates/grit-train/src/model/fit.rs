@@ -11,6 +11,7 @@ use ndarray::IxDyn;
 use super::Sequential;
 use super::data::{BatchMemory, check_counts, check_inputs, check_targets, gather_targets};
 use super::evaluate::{check_batch_size, running_logs};
+use super::heap;
 use super::order::EpochOrder;
 use crate::callbacks::{
     BackupRequests, Callback, Console, Context, History, Logs, ProgressLogger, RunInfo,
@@ -467,6 +468,7 @@ impl Sequential {
         // Every batch, the last of an epoch too, gets memory for a whole batch, so that the
         // next batch fits in the place the step frees.
         let full_batch = options.batch_size.min(train_indices.len());
+        let mut steps_run = 0usize;
         for epoch in first_epoch..options.epochs {
             self.completed_epochs = epoch;
             state.backup.at_epoch_start(self, || list.states());
@@ -506,6 +508,10 @@ impl Sequential {
                 });
                 // The step has freed its batch: reserve the next one's memory in its place.
                 self.batch_memory = BatchMemory::reserve(x, full_batch);
+                steps_run += 1;
+                if steps_run <= heap::RELEASE_STEPS {
+                    heap::release_free_memory();
+                }
                 loss_sum += loss as f64 * chunk.len() as f64;
                 count += chunk.len();
                 epoch_logs = running_logs(loss_sum, &metrics, &sums, count);

@@ -15,6 +15,7 @@ use crate::{Result, TrainError};
 mod data;
 mod evaluate;
 mod fit;
+mod heap;
 mod order;
 mod saving;
 
