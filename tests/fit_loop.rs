@@ -2,6 +2,8 @@
 
 use grit::prelude::*;
 use ndarray::{Array1, Array2, array};
+use std::cell::Cell;
+use std::rc::Rc;
 
 /// Keras's `test_fit_lr_correctness`: `Dense(2)` with kernel and bias of ones, x = y =
 /// 0..32 as 16×2, mean squared error, Adam on `ExponentialDecay(0.05, 1, 0.9)` (the first
@@ -149,6 +151,33 @@ fn validation_split_takes_the_last_samples() {
     let val_loss = history.values("val_loss")[0];
     assert!(val_loss < 1e-10, "val_loss {val_loss}");
     assert_eq!(history.values("loss")[0], 0.0);
+}
+
+#[test]
+fn validation_split_counts_as_keras() {
+    // Keras splits at floor(n · (1 − fraction)) with the fraction as a Python float, so
+    // 0.3 of 100 samples leaves 70 for training, where the f32 0.3 would leave 69.
+    for (samples, fraction, expected) in [(100, 0.3, 70), (1000, 0.1, 900), (10, 0.3, 7)] {
+        let x = Array2::<f32>::zeros((samples, 1));
+        let y = Array2::<f32>::zeros((samples, 1));
+        let mut model = Sequential::new([1]).add(Dense::new(1));
+        model
+            .compile(Sgd::new(0.0), Loss::MeanSquaredError, [])
+            .unwrap();
+        let steps = Rc::new(Cell::new(0usize));
+        let counter = Rc::clone(&steps);
+        let mut count_steps =
+            LambdaCallback::new().on_train_batch_end(move |_, _, _| counter.set(counter.get() + 1));
+        let options = FitOptions::new()
+            .epochs(1)
+            .batch_size(1)
+            .validation_split(fraction)
+            .verbose(0);
+        model
+            .fit(&x, &y, &options, &mut [&mut count_steps])
+            .unwrap();
+        assert_eq!(steps.get(), expected, "{samples} samples, split {fraction}");
+    }
 }
 
 #[test]

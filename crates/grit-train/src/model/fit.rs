@@ -378,7 +378,7 @@ impl Sequential {
         if options.validation_split == 0.0 {
             return Ok((0..n, None));
         }
-        let split_at = (n as f64 * (1.0 - options.validation_split as f64)).floor() as usize;
+        let split_at = (n as f64 * (1.0 - decimal_f64(options.validation_split))).floor() as usize;
         if split_at == 0 || split_at == n {
             return Err(TrainError::InvalidArgument {
                 name: "validation_split",
@@ -619,4 +619,12 @@ impl Sequential {
         compiled.optimizer.apply(&mut params);
         value
     }
+}
+
+/// Returns the f64 of the shortest decimal that reads back as `value`: 0.1 for `0.1f32`,
+/// where a plain conversion gives 0.10000000149011612. Keras takes fractions as Python
+/// floats (f64), so this gives the same value as the decimal the caller wrote.
+fn decimal_f64(value: f32) -> f64 {
+    // Rust prints the shortest decimal that parses back to the same f32.
+    value.to_string().parse().unwrap_or(f64::from(value))
 }
