@@ -7,28 +7,29 @@ use grit_tensor::Rng;
 /// The training samples' indices in the order of one epoch.
 ///
 /// The indices are stored in the smallest of `u16`, `u32` and `usize` that fits the range's
-/// end. For MNIST's 60000 samples that is `u16`, which takes a quarter of the memory of
-/// `usize` (0.34 MiB less). Orders of any index type shuffle to the same permutation,
+/// last index. For MNIST's 60000 samples that is `u16`, which takes a quarter of the memory
+/// of `usize` (0.34 MiB less). Orders of any index type shuffle to the same permutation,
 /// because the shuffle only swaps positions.
 #[derive(Debug)]
 pub(crate) enum EpochOrder {
-    /// Indices of a range whose end fits in `u16`.
-    Short(Vec<u16>),
-    /// Indices of a range whose end fits in `u32` but not in `u16`.
-    Compact(Vec<u32>),
-    /// Indices of a range whose end does not fit in `u32`.
-    Wide(Vec<usize>),
+    /// Indices of a range whose last index fits in `u16`.
+    U16(Vec<u16>),
+    /// Indices of a range whose last index fits in `u32` but not in `u16`.
+    U32(Vec<u32>),
+    /// Indices of a range whose last index does not fit in `u32`.
+    Usize(Vec<usize>),
 }
 
 impl EpochOrder {
     /// Returns the indices of `samples` in increasing order.
     pub(crate) fn new(samples: Range<usize>) -> Self {
-        if u16::try_from(samples.end).is_ok() {
-            EpochOrder::Short(samples.map(u16::from_index).collect())
-        } else if u32::try_from(samples.end).is_ok() {
-            EpochOrder::Compact(samples.map(u32::from_index).collect())
+        let last = samples.end.saturating_sub(1);
+        if u16::try_from(last).is_ok() {
+            EpochOrder::U16(samples.map(u16::from_index).collect())
+        } else if u32::try_from(last).is_ok() {
+            EpochOrder::U32(samples.map(u32::from_index).collect())
         } else {
-            EpochOrder::Wide(samples.collect())
+            EpochOrder::Usize(samples.collect())
         }
     }
 
@@ -36,9 +37,9 @@ impl EpochOrder {
     /// increasing order, then shuffles them with `rng` when one is given.
     pub(crate) fn reset(&mut self, samples: Range<usize>, rng: Option<&mut Rng>) {
         match self {
-            EpochOrder::Short(order) => refill(order, samples, rng),
-            EpochOrder::Compact(order) => refill(order, samples, rng),
-            EpochOrder::Wide(order) => refill(order, samples, rng),
+            EpochOrder::U16(order) => refill(order, samples, rng),
+            EpochOrder::U32(order) => refill(order, samples, rng),
+            EpochOrder::Usize(order) => refill(order, samples, rng),
         }
     }
 
@@ -46,9 +47,9 @@ impl EpochOrder {
     /// possibly smaller.
     pub(crate) fn batch_count(&self, batch_size: usize) -> usize {
         let len = match self {
-            EpochOrder::Short(order) => order.len(),
-            EpochOrder::Compact(order) => order.len(),
-            EpochOrder::Wide(order) => order.len(),
+            EpochOrder::U16(order) => order.len(),
+            EpochOrder::U32(order) => order.len(),
+            EpochOrder::Usize(order) => order.len(),
         };
         len.div_ceil(batch_size)
     }
@@ -57,9 +58,9 @@ impl EpochOrder {
     /// past the last batch.
     pub(crate) fn batch_into(&self, step: usize, batch_size: usize, indices: &mut Vec<usize>) {
         match self {
-            EpochOrder::Short(order) => copy_batch(order, step, batch_size, indices),
-            EpochOrder::Compact(order) => copy_batch(order, step, batch_size, indices),
-            EpochOrder::Wide(order) => copy_batch(order, step, batch_size, indices),
+            EpochOrder::U16(order) => copy_batch(order, step, batch_size, indices),
+            EpochOrder::U32(order) => copy_batch(order, step, batch_size, indices),
+            EpochOrder::Usize(order) => copy_batch(order, step, batch_size, indices),
         }
     }
 }
@@ -145,19 +146,19 @@ mod tests {
     #[test]
     fn index_types_shuffle_alike() {
         let samples = 3..1003;
-        let mut short = EpochOrder::new(samples.clone());
-        assert!(matches!(short, EpochOrder::Short(_)));
-        let mut compact = EpochOrder::Compact(samples.clone().map(|i| i as u32).collect());
-        let mut wide = EpochOrder::Wide(samples.clone().collect());
+        let mut as_u16 = EpochOrder::new(samples.clone());
+        assert!(matches!(as_u16, EpochOrder::U16(_)));
+        let mut as_u32 = EpochOrder::U32(samples.clone().map(|i| i as u32).collect());
+        let mut as_usize = EpochOrder::Usize(samples.clone().collect());
         let (mut first, mut second, mut third) = (Rng::new(7), Rng::new(7), Rng::new(7));
         for _ in 0..3 {
-            short.reset(samples.clone(), Some(&mut first));
-            compact.reset(samples.clone(), Some(&mut second));
-            wide.reset(samples.clone(), Some(&mut third));
-            assert_eq!(batches(&short, 128), batches(&wide, 128));
-            assert_eq!(batches(&compact, 128), batches(&wide, 128));
+            as_u16.reset(samples.clone(), Some(&mut first));
+            as_u32.reset(samples.clone(), Some(&mut second));
+            as_usize.reset(samples.clone(), Some(&mut third));
+            assert_eq!(batches(&as_u16, 128), batches(&as_usize, 128));
+            assert_eq!(batches(&as_u32, 128), batches(&as_usize, 128));
         }
-        let mut sorted: Vec<usize> = batches(&short, 128).concat();
+        let mut sorted: Vec<usize> = batches(&as_u16, 128).concat();
         sorted.sort_unstable();
         assert_eq!(sorted, samples.collect::<Vec<_>>());
     }
@@ -176,23 +177,34 @@ mod tests {
         assert!(past_end.is_empty());
     }
 
+    // The ranges past `u32::MAX` need a 64-bit `usize`.
+    #[cfg(target_pointer_width = "64")]
     #[test]
     fn each_range_gets_the_smallest_type() {
+        let u16_end = u16::MAX as usize + 1;
+        let u32_end = u32::MAX as usize + 1;
         let cases = [
-            (u16::MAX as usize, "short"),
-            (u16::MAX as usize + 1, "compact"),
-            (u32::MAX as usize, "compact"),
-            (u32::MAX as usize + 1, "wide"),
+            (u16_end - 1, "u16"),
+            (u16_end, "u16"),
+            (u16_end + 1, "u32"),
+            (u32_end, "u32"),
+            (u32_end + 1, "usize"),
         ];
         for (end, expected) in cases {
             let order = EpochOrder::new(end - 2..end);
             let kind = match order {
-                EpochOrder::Short(_) => "short",
-                EpochOrder::Compact(_) => "compact",
-                EpochOrder::Wide(_) => "wide",
+                EpochOrder::U16(_) => "u16",
+                EpochOrder::U32(_) => "u32",
+                EpochOrder::Usize(_) => "usize",
             };
             assert_eq!(kind, expected, "range ending at {end}");
             assert_eq!(batches(&order, 8), vec![vec![end - 2, end - 1]]);
         }
+    }
+
+    #[test]
+    fn empty_range_has_no_batches() {
+        let order = EpochOrder::new(0..0);
+        assert_eq!(order.batch_count(4), 0);
     }
 }
