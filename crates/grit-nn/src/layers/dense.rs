@@ -356,6 +356,8 @@ impl Layer for Dense {
     }
 
     fn trainable_params(&mut self) -> Vec<ParamMut<'_>> {
+        // Room for the bias too: growing a vector on a pool thread during a training step
+        // can take space from the calling thread's heap.
         let mut params = Vec::with_capacity(2);
         params.push(ParamMut {
             value: &mut self.kernel,

@@ -106,8 +106,8 @@ fn check_metrics(model: &Sequential, y: &dyn Samples) -> Result<()> {
     Ok(())
 }
 
-/// Memory for one batch of inputs: reserved on the calling thread, cleared and filled on
-/// the pool's threads.
+/// Memory for the batches of inputs of a loop: reserved on the calling thread, cleared and
+/// filled on the pool's threads.
 ///
 /// Memory reserved on the calling thread comes back to that thread's allocator arena when
 /// the model drops the batch, so the next batch reuses it, instead of each pool thread
@@ -115,51 +115,50 @@ fn check_metrics(model: &Sequential, y: &dyn Samples) -> Result<()> {
 /// leave the pool idle while one thread writes the whole batch (20 µs a step for the MNIST
 /// MLP's batch of 400 KB on a 2-core VM).
 ///
-/// The loops reserve the next batch's memory as soon as a step has freed its batch, and the
-/// model keeps it between steps and between calls. Reserved later, after the small
-/// allocations of the callbacks' logs or of an evaluation, the memory would often no longer
-/// fit in the place the last batch freed, and would take a second batch-sized place.
+/// A loop calls [`BatchMemory::reserve_next`] as soon as a step has freed its batch.
+/// Reserved later, after the small allocations of the callbacks' logs, the memory would
+/// often no longer fit in the place the batch freed, and would take a second batch-sized
+/// place.
 pub(crate) struct BatchMemory {
+    /// Memory reserved for the next batch, empty while a batch uses it.
     values: Vec<f32>,
-    /// The maximum number of samples the memory has room for.
-    max_samples: usize,
+    /// The number of values reserved each time: a whole batch, so that an epoch's short
+    /// last batch leaves the place for the next whole one.
+    reserve_len: usize,
 }
 
 impl BatchMemory {
-    /// Returns memory for up to `batch` samples of `samples`: `reserved` when it is large
-    /// enough (leaving it empty), else new memory, without writing it.
-    pub(crate) fn take(reserved: &mut Vec<f32>, samples: &dyn Samples, batch: usize) -> Self {
-        let len = batch * samples.sample_size();
-        if reserved.capacity() < len {
-            // Freed first, so that the new memory can take its place.
-            *reserved = Vec::new();
-            reserved.reserve_exact(len);
-        }
+    /// Reserves memory for batches of up to `batch` samples of `samples`, without writing it.
+    pub(crate) fn new(samples: &dyn Samples, batch: usize) -> Self {
+        let reserve_len = batch * samples.sample_size();
         BatchMemory {
-            values: std::mem::take(reserved),
-            max_samples: batch,
+            values: Vec::with_capacity(reserve_len),
+            reserve_len,
         }
     }
 
-    /// Returns unwritten memory for the next batch of up to `batch` samples of `samples`.
-    pub(crate) fn reserve(samples: &dyn Samples, batch: usize) -> Vec<f32> {
-        Vec::with_capacity(batch * samples.sample_size())
-    }
-
-    /// Returns the samples at `indices` as a batch in this memory. `indices` has at most as
-    /// many entries as the memory was taken for.
-    pub(crate) fn gather(self, samples: &dyn Samples, indices: &[usize]) -> Tensor {
-        debug_assert!(
-            indices.len() <= self.max_samples,
-            "the batch exceeds its memory"
-        );
+    /// Returns the samples at `indices` as a batch in the reserved memory, or in new memory
+    /// when none is reserved or the batch is larger.
+    pub(crate) fn gather(&mut self, samples: &dyn Samples, indices: &[usize]) -> Tensor {
         let shape = batch_shape(samples, indices.len());
-        let mut batch = parallel::zeros_in(self.values, &shape);
+        let mut batch = parallel::zeros_in(std::mem::take(&mut self.values), &shape);
         samples.gather(
             indices,
             batch.as_slice_mut().expect("a new tensor is contiguous"),
         );
         batch
+    }
+
+    /// Reserves memory for the next batch, unless some is reserved already.
+    pub(crate) fn reserve_next(&mut self) {
+        if self.values.capacity() < self.reserve_len {
+            self.values = Vec::with_capacity(self.reserve_len);
+        }
+    }
+
+    /// Frees the reserved memory, for a pause in the loop such as a validation pass.
+    pub(crate) fn release(&mut self) {
+        self.values = Vec::new();
     }
 }
 
@@ -222,13 +221,13 @@ mod tests {
     }
 
     #[test]
-    fn large_enough_memory_is_reused() {
+    fn short_batch_uses_reserved_memory() {
         let x = samples();
-        let mut reserved = BatchMemory::reserve(&x, 3);
-        let place = reserved.as_ptr();
+        let mut memory = BatchMemory::new(&x, 3);
+        let place = memory.values.as_ptr();
         // A batch smaller than the memory (an epoch's last batch) uses it too.
-        let batch = BatchMemory::take(&mut reserved, &x, 3).gather(&x, &[2, 0]);
-        assert_eq!(reserved.capacity(), 0);
+        let batch = memory.gather(&x, &[2, 0]);
+        assert_eq!(memory.values.capacity(), 0);
         assert_eq!(batch.shape(), &[2, 2, 3]);
         assert_eq!(batch.as_ptr(), place);
         let values: Vec<f32> = batch.iter().copied().collect();
@@ -241,13 +240,30 @@ mod tests {
     }
 
     #[test]
-    fn small_memory_is_replaced() {
+    fn larger_batch_gets_new_memory() {
         let x = samples();
-        let mut reserved = BatchMemory::reserve(&x, 1);
-        let batch = BatchMemory::take(&mut reserved, &x, 4).gather(&x, &[3, 2, 1, 0]);
-        assert_eq!(reserved.capacity(), 0);
+        let mut memory = BatchMemory::new(&x, 1);
+        let batch = memory.gather(&x, &[3, 2, 1, 0]);
         assert_eq!(batch.shape(), &[4, 2, 3]);
         assert_eq!(batch[[0, 1, 2]], 35.0);
         assert_eq!(batch[[3, 0, 0]], 0.0);
+    }
+
+    #[test]
+    fn reserve_next_keeps_a_whole_batch() {
+        let x = samples();
+        let mut memory = BatchMemory::new(&x, 3);
+        drop(memory.gather(&x, &[1]));
+        memory.reserve_next();
+        assert_eq!(memory.values.capacity(), 18);
+        let place = memory.values.as_ptr();
+        memory.reserve_next();
+        assert_eq!(
+            memory.values.as_ptr(),
+            place,
+            "reserved memory was replaced"
+        );
+        memory.release();
+        assert_eq!(memory.values.capacity(), 0);
     }
 }

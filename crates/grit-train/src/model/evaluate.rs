@@ -67,17 +67,19 @@ impl Sequential {
         let n = x.num_samples();
         let mut shape = vec![n];
         shape.extend_from_slice(self.output_shape().unwrap_or(&[]));
+        let mut memory = BatchMemory::new(x, INFERENCE_CHUNK.min(n));
         let mut outputs = Tensor::zeros(IxDyn(&shape));
         let indices: Vec<usize> = (0..n).collect();
         for (step, chunk) in indices.chunks(batch_size).enumerate() {
             let start = step * batch_size;
             let mut target = outputs.slice_axis_mut(Axis(0), (start..start + chunk.len()).into());
-            self.infer_into(x, chunk, &mut target);
+            self.infer_into(x, chunk, &mut target, &mut memory);
         }
         Ok(outputs)
     }
 
-    /// Writes the inference-mode outputs for the samples at `indices` into `outputs`.
+    /// Writes the inference-mode outputs for the samples at `indices` into `outputs`,
+    /// gathering the inputs in `memory`.
     ///
     /// The samples go through the model [`INFERENCE_CHUNK`] at a time, whatever the batch
     /// size, so a large evaluation batch does not hold all its inputs as f32 at once. In
@@ -88,18 +90,16 @@ impl Sequential {
         x: &dyn Samples,
         indices: &[usize],
         outputs: &mut ArrayViewMutD<'_, f32>,
+        memory: &mut BatchMemory,
     ) {
-        let chunk_size = INFERENCE_CHUNK.min(indices.len());
         for (part, chunk) in indices.chunks(INFERENCE_CHUNK).enumerate() {
             let start = part * INFERENCE_CHUNK;
             let mut target = outputs.slice_axis_mut(Axis(0), (start..start + chunk.len()).into());
-            let memory = BatchMemory::take(&mut self.batch_memory, x, chunk_size);
             in_pool(|| {
                 let batch = memory.gather(x, chunk);
                 target.assign(&self.forward(batch, false));
             });
-            // The forward pass has freed the chunk: reserve the next one's memory in its place.
-            self.batch_memory = BatchMemory::reserve(x, chunk_size);
+            memory.reserve_next();
         }
     }
 
@@ -120,6 +120,7 @@ impl Sequential {
         let mut sums = vec![0.0f64; metrics.len()];
         let mut loss_sum = 0.0f64;
         let mut count = 0usize;
+        let mut memory = BatchMemory::new(x, INFERENCE_CHUNK.min(indices.len()));
         let mut y_batch = Tensor::zeros(IxDyn(&[0]));
         callbacks.dispatch(self, state, run, &mut Logs::new(), |cb, ctx, logs| {
             cb.on_test_begin(ctx, logs)
@@ -132,7 +133,7 @@ impl Sequential {
             let mut shape = vec![chunk.len()];
             shape.extend_from_slice(self.output_shape().unwrap_or(&[]));
             let mut output = Tensor::zeros(IxDyn(&shape));
-            self.infer_into(x, chunk, &mut output.view_mut());
+            self.infer_into(x, chunk, &mut output.view_mut(), &mut memory);
             gather_targets(self, y, chunk, &mut y_batch);
             for ((_, metric), sum) in metrics.iter().zip(sums.iter_mut()) {
                 *sum += metric.batch_sum(&output, &y_batch);

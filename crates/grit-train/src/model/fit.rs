@@ -465,10 +465,7 @@ impl Sequential {
         // The indices of the current and the next batch, as `Samples` takes them.
         let (mut chunk_indices, mut next_indices) = (Vec::new(), Vec::new());
         let mut y_batch = Tensor::zeros(IxDyn(&[0]));
-        // Every batch, the last of an epoch too, gets memory for a whole batch, so that the
-        // next batch fits in the place the step frees.
-        let full_batch = options.batch_size.min(train_indices.len());
-        let mut steps_run = 0usize;
+        let mut memory = BatchMemory::new(x, options.batch_size.min(train_indices.len()));
         for epoch in first_epoch..options.epochs {
             self.completed_epochs = epoch;
             state.backup.at_epoch_start(self, || list.states());
@@ -491,7 +488,6 @@ impl Sequential {
                 list.dispatch(self, state, run, &mut Logs::new(), |cb, ctx, logs| {
                     cb.on_train_batch_begin(step, ctx, logs)
                 })?;
-                let memory = BatchMemory::take(&mut self.batch_memory, x, full_batch);
                 // The whole step runs on a pool thread (see `grit_tensor::parallel::in_pool`).
                 let loss = in_pool(|| {
                     let x_batch = memory.gather(x, chunk);
@@ -507,9 +503,9 @@ impl Sequential {
                     loss
                 });
                 // The step has freed its batch: reserve the next one's memory in its place.
-                self.batch_memory = BatchMemory::reserve(x, full_batch);
-                steps_run += 1;
-                if steps_run <= heap::RELEASE_STEPS {
+                memory.reserve_next();
+                if self.heap_releases < heap::RELEASE_STEPS {
+                    self.heap_releases += 1;
                     heap::release_free_memory();
                 }
                 loss_sum += loss as f64 * chunk.len() as f64;
@@ -527,6 +523,8 @@ impl Sequential {
             if let Some(validation) = &validation {
                 if (epoch + 1) % options.validation_freq == 0 {
                     let batch_size = options.validation_batch_size.unwrap_or(options.batch_size);
+                    // The validation pass reserves memory of its own, which can take this place.
+                    memory.release();
                     let val_logs = self.test_loop(
                         validation.x,
                         validation.y,
@@ -536,6 +534,7 @@ impl Sequential {
                         state,
                         run,
                     )?;
+                    memory.reserve_next();
                     for (key, value) in val_logs {
                         epoch_logs.insert(format!("val_{key}"), value);
                     }
@@ -609,9 +608,10 @@ impl Sequential {
                 grad = layer.backward(&grad);
             }
         }
-        // Sized up front. Growing it on this pool thread can reallocate a small block that
-        // came from the calling thread's heap, and the larger block then takes space there
-        // that the next batch needs (see `BatchMemory`).
+        // Sized for two parameters a layer (kernel and bias), so that it does not grow here
+        // for grit's layers. Growing it on this pool thread can reallocate a small block
+        // that came from the calling thread's heap, and the larger block then takes space
+        // there that the next batch needs (see `BatchMemory`).
         let mut params: Vec<ParamMut<'_>> = Vec::with_capacity(2 * self.layers.len());
         for layer in &mut self.layers {
             params.extend(layer.trainable_params());

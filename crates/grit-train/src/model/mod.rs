@@ -58,9 +58,9 @@ pub struct Sequential {
     /// Whether each layer's work is done by the layer before it (see [`Layer::fuse_next`]),
     /// in which case both passes skip it.
     fused: Vec<bool>,
-    /// Memory reserved for the next batch's inputs, kept between steps and calls (see
-    /// `BatchMemory`). Empty until the first step.
-    batch_memory: Vec<f32>,
+    /// The number of training steps after which `fit` has released free heap memory (see
+    /// `heap::RELEASE_STEPS`).
+    heap_releases: usize,
 }
 
 /// The optimizer, loss and metrics that `compile` set.
@@ -94,7 +94,7 @@ impl Sequential {
             completed_epochs: 0,
             first_trainable: 0,
             fused: Vec::new(),
-            batch_memory: Vec::new(),
+            heap_releases: 0,
         }
     }
 
