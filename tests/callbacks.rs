@@ -551,6 +551,47 @@ fn csv_logger_separator_and_append() {
     );
 }
 
+#[test]
+fn csv_logger_appends_under_the_header() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("training.csv");
+    let (x, y) = data(10);
+    let mut model = model(0.1);
+    let mut logger = CsvLogger::new(&path);
+    let options = quiet(1).validation_split(0.2);
+    model.fit(&x, &y, &options, &mut [&mut logger]).unwrap();
+    let header = "epoch,loss,mean_absolute_error,val_loss,val_mean_absolute_error";
+    assert_eq!(read_lines(&path)[0], header);
+
+    // A run without validation writes `NA` in the `val_*` columns.
+    let mut logger = CsvLogger::new(&path).append(true);
+    model.fit(&x, &y, &quiet(1), &mut [&mut logger]).unwrap();
+    let lines = read_lines(&path);
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[0], header);
+    let fields: Vec<&str> = lines[2].split(',').collect();
+    assert_eq!(fields.len(), 5, "{}", lines[2]);
+    assert_eq!(fields[0], "0");
+    assert_eq!(&fields[3..], ["NA", "NA"]);
+
+    // A key that the header lacks stops the run before its row is written.
+    let mut scheduler = LearningRateScheduler::new(|_, rate| rate);
+    let mut logger = CsvLogger::new(&path).append(true);
+    let error = model
+        .fit(&x, &y, &quiet(1), &mut [&mut scheduler, &mut logger])
+        .unwrap_err();
+    assert!(error.to_string().contains("learning_rate"), "{error}");
+    assert_eq!(read_lines(&path), lines);
+
+    // So does a header that the separator does not split.
+    let mut logger = CsvLogger::new(&path).separator(';').append(true);
+    let error = model
+        .fit(&x, &y, &quiet(1), &mut [&mut logger])
+        .unwrap_err();
+    assert!(error.to_string().contains("';'"), "{error}");
+    assert_eq!(read_lines(&path), lines);
+}
+
 /// Keras's V3: with validation every third epoch, `val_*` columns exist from the first row
 /// and hold `NA` where validation did not run.
 #[test]

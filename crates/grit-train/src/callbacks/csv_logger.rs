@@ -8,7 +8,8 @@ use crate::{Result, TrainError};
 /// Writes one CSV row per epoch (Keras's `CSVLogger`).
 ///
 /// The columns are fixed at the first epoch of each run: `epoch` (0-based), then the epoch
-/// logs' keys in sorted order. When the run validates but the first epoch did not (a
+/// logs' keys in sorted order. When appending to a file that has a header, the rows follow
+/// that header's columns instead, and a log key that the header lacks is an error. When the run validates but the first epoch did not (a
 /// validation frequency above 1), the `val_*` columns are added too. A value missing in an
 /// epoch is written as `NA`, NaN as `nan`. Every row is flushed and synced to disk before
 /// training goes on, so a crash keeps each finished epoch. A row that fails to write, for
@@ -26,7 +27,8 @@ pub struct CsvLogger {
     append: bool,
     file: Option<File>,
     columns: Option<Vec<String>>,
-    write_header: bool,
+    /// The columns after `epoch` of the header of the file appended to, if it has one.
+    existing_columns: Option<Vec<String>>,
     has_validation: bool,
 }
 
@@ -39,7 +41,7 @@ impl CsvLogger {
             append: false,
             file: None,
             columns: None,
-            write_header: true,
+            existing_columns: None,
             has_validation: false,
         }
     }
@@ -50,7 +52,8 @@ impl CsvLogger {
         self
     }
 
-    /// Appends to an existing file; its header is kept and not written again.
+    /// Appends to an existing file. Its header is kept and not written again, and the new
+    /// rows follow its columns.
     pub fn append(mut self, append: bool) -> Self {
         self.append = append;
         self
@@ -70,6 +73,38 @@ impl CsvLogger {
         } else {
             field.to_string()
         }
+    }
+
+    /// Returns the columns after `epoch` of the header of the file to append to, or `None`
+    /// when the file is missing or empty.
+    fn read_existing_columns(&self) -> Result<Option<Vec<String>>> {
+        let file = match File::open(&self.path) {
+            Ok(file) => file,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(self.io_error("failed to read", source)),
+        };
+        let line = match BufReader::new(file).lines().next() {
+            None => return Ok(None),
+            Some(line) => line.map_err(|source| self.io_error("failed to read", source))?,
+        };
+        if line.trim().is_empty() {
+            return Ok(None);
+        }
+        let mut fields = split_fields(&line, self.separator);
+        if fields.first().map(String::as_str) != Some("epoch") {
+            return Err(TrainError::InvalidCallback {
+                callback: "CSVLogger",
+                message: format!(
+                    "the header of {} does not start with an `epoch` column when split at \
+                     {:?}: {line:?}; append to a file that CsvLogger wrote with the same \
+                     separator, or set append(false)",
+                    self.path.display(),
+                    self.separator
+                ),
+            });
+        }
+        fields.remove(0);
+        Ok(Some(fields))
     }
 
     fn write_line(&mut self, fields: &[String]) -> Result<()> {
@@ -94,6 +129,27 @@ impl CsvLogger {
         }
         Ok(())
     }
+}
+
+/// Splits a CSV line at `separator`, outside double quotes, and unquotes the fields.
+fn split_fields(line: &str, separator: char) -> Vec<String> {
+    let mut fields = Vec::new();
+    let mut field = String::new();
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                field.push('"');
+                chars.next();
+            }
+            '"' => quoted = !quoted,
+            c if c == separator && !quoted => fields.push(std::mem::take(&mut field)),
+            c => field.push(c),
+        }
+    }
+    fields.push(field);
+    fields
 }
 
 fn format_value(value: f64) -> String {
@@ -134,12 +190,11 @@ impl Callback for CsvLogger {
             std::fs::create_dir_all(parent)
                 .map_err(|source| self.io_error("failed to create the folder of", source))?;
         }
-        let has_header = self.append
-            && File::open(&self.path)
-                .ok()
-                .and_then(|file| BufReader::new(file).lines().next())
-                .is_some_and(|line| line.is_ok_and(|line| !line.trim().is_empty()));
-        self.write_header = !has_header;
+        self.existing_columns = if self.append {
+            self.read_existing_columns()?
+        } else {
+            None
+        };
         let file = if self.append {
             OpenOptions::new()
                 .create(true)
@@ -161,12 +216,32 @@ impl Callback for CsvLogger {
                 columns.extend(validation);
                 columns.sort();
             }
-            if self.write_header {
-                let mut header = vec!["epoch".to_string()];
-                header.extend(columns.iter().cloned());
-                self.write_line(&header)?;
+            match self.existing_columns.take() {
+                Some(existing) => {
+                    let extra: Vec<&String> = columns
+                        .iter()
+                        .filter(|key| !existing.contains(key))
+                        .collect();
+                    if !extra.is_empty() {
+                        return Err(TrainError::InvalidCallback {
+                            callback: "CSVLogger",
+                            message: format!(
+                                "the logs have {extra:?}, which the header of {} lacks (its \
+                                 columns after `epoch` are {existing:?}); append to a file \
+                                 with those columns, or set append(false)",
+                                self.path.display()
+                            ),
+                        });
+                    }
+                    self.columns = Some(existing);
+                }
+                None => {
+                    let mut header = vec!["epoch".to_string()];
+                    header.extend(columns.iter().cloned());
+                    self.write_line(&header)?;
+                    self.columns = Some(columns);
+                }
             }
-            self.columns = Some(columns);
         }
         let columns = self.columns.clone().unwrap_or_default();
         let mut row = vec![epoch.to_string()];
