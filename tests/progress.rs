@@ -69,3 +69,54 @@ fn progress_without_terminal_is_plain() {
         "{stdout}"
     );
 }
+
+const QUIET_CHILD: &str = "GRIT_QUIET_CHILD";
+const FIT_BEGINS: &str = "-- fit begins --";
+const FIT_ENDS: &str = "-- fit ends --";
+
+/// With `verbose(0)` and callbacks at their default verbosity, a run that EarlyStopping ends
+/// on a NaN loss prints nothing. The parent runs this test again in a child process and
+/// reads what the child printed.
+#[test]
+fn quiet_early_stop_prints_nothing() {
+    if std::env::var_os(QUIET_CHILD).is_some() {
+        let x = ndarray::array![[f32::NAN], [1.0]];
+        let y = ndarray::array![[0.0f32], [1.0]];
+        let mut model = Sequential::new([1]).add(Dense::new(1));
+        model
+            .compile(Sgd::new(0.1), Loss::MeanSquaredError, [])
+            .unwrap();
+        let mut stop = EarlyStopping::new("loss");
+        let options = FitOptions::new().epochs(3).batch_size(2).verbose(0);
+        println!("{FIT_BEGINS}");
+        let history = model.fit(&x, &y, &options, &mut [&mut stop]).unwrap();
+        println!("{FIT_ENDS}");
+        assert_eq!(history.values("loss").len(), 1);
+        assert!(history.values("loss")[0].is_nan());
+        return;
+    }
+    let output = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "quiet_early_stop_prints_nothing",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(QUIET_CHILD, "1")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "child failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let start = stdout
+        .find(FIT_BEGINS)
+        .expect("the child prints a line before fit");
+    let end = stdout
+        .find(FIT_ENDS)
+        .expect("the child prints a line after fit");
+    let printed = stdout[start + FIT_BEGINS.len()..end].trim();
+    assert!(printed.is_empty(), "fit printed {printed:?}");
+}

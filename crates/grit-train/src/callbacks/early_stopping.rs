@@ -175,11 +175,13 @@ impl Callback for EarlyStopping {
         if self.check_finite && !current.is_finite() {
             self.stopped_epoch = epoch;
             ctx.stop_training();
-            ctx.println(&format!(
-                "Epoch {}: early stopping: monitored `{}` is {current}",
-                epoch + 1,
-                self.monitor.key()
-            ));
+            if self.verbose > 0 {
+                ctx.println(&format!(
+                    "Epoch {}: early stopping: monitored `{}` is {current}",
+                    epoch + 1,
+                    self.monitor.key()
+                ));
+            }
             return Ok(());
         }
         // Weights that this epoch's updates overflowed are never the best, even when the loss,
