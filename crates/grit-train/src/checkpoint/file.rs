@@ -58,8 +58,44 @@ pub(super) fn encode(
         views.push((*name, view));
     }
     let metadata: HashMap<String, String> = metadata.into_iter().collect();
-    safetensors::serialize(views, Some(metadata))
-        .map_err(|error| invalid(path, format!("cannot encode the file: {error}")))
+    let bytes = safetensors::serialize(views, Some(metadata))
+        .map_err(|error| invalid(path, format!("cannot encode the file: {error}")))?;
+    sort_header(path, bytes)
+}
+
+/// Rewrites the JSON header of an encoded file with its keys, and the metadata's keys, in
+/// sorted order, so that saving the same model twice gives the same bytes. safetensors writes
+/// the metadata from a `HashMap`, whose order changes from one map to the next. Only the order
+/// of the entries changes, so the header keeps its length and the data its offsets.
+fn sort_header(path: &Path, mut bytes: Vec<u8>) -> Result<Vec<u8>> {
+    let malformed = |detail: String| invalid(path, format!("cannot sort the header: {detail}"));
+    let length_bytes: [u8; 8] = bytes
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| malformed("the file is shorter than 8 bytes".into()))?;
+    let length = usize::try_from(u64::from_le_bytes(length_bytes))
+        .ok()
+        .filter(|&length| length <= bytes.len() - 8)
+        .ok_or_else(|| malformed("the header length exceeds the file".into()))?;
+    let header = &bytes[8..8 + length];
+    let mut entries: BTreeMap<String, serde_json::Value> =
+        serde_json::from_slice(header).map_err(|error| malformed(error.to_string()))?;
+    if let Some(metadata) = entries.get_mut("__metadata__") {
+        let sorted: BTreeMap<String, String> = serde_json::from_value(metadata.take())
+            .map_err(|error| malformed(error.to_string()))?;
+        *metadata = serde_json::json!(sorted);
+    }
+    let mut sorted = serde_json::to_vec(&entries).map_err(|error| malformed(error.to_string()))?;
+    if sorted.len() > length {
+        return Err(malformed(format!(
+            "it grew from {length} to {} bytes",
+            sorted.len()
+        )));
+    }
+    // safetensors pads the header with spaces to its length.
+    sorted.resize(length, b' ');
+    bytes[8..8 + length].copy_from_slice(&sorted);
+    Ok(bytes)
 }
 
 /// The verified content of a checkpoint file.

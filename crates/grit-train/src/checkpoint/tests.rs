@@ -170,6 +170,28 @@ fn full_checkpoint_metadata_and_tensors() {
 }
 
 #[test]
+fn saving_twice_gives_identical_bytes() {
+    let model = trained_model();
+    let dir = tempfile::tempdir().unwrap();
+    let (first, second) = (
+        dir.path().join("a.safetensors"),
+        dir.path().join("b.safetensors"),
+    );
+    model.save(&first).unwrap();
+    model.save(&second).unwrap();
+    let bytes = std::fs::read(&first).unwrap();
+    assert_eq!(bytes, std::fs::read(&second).unwrap());
+    // The sorted header is still a header that safetensors and grit read.
+    let header_length = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header = std::str::from_utf8(&bytes[8..8 + header_length]).unwrap();
+    assert!(
+        header.starts_with("{\"__metadata__\":{\"compile_config\":"),
+        "{header}"
+    );
+    assert_eq!(Checkpoint::read(&first).unwrap().epoch(), Some(2));
+}
+
+#[test]
 fn weights_checkpoint_has_no_training_state() {
     let model = trained_model();
     let dir = tempfile::tempdir().unwrap();
