@@ -7,6 +7,22 @@ use grit::prelude::*;
 
 const CHILD: &str = "GRIT_PROGRESS_CHILD";
 
+/// Runs the test `name` of this binary in a child process with `role` set in its environment
+/// and its output piped (so not a terminal), and returns what it printed.
+fn run_in_child(name: &str, role: &str) -> String {
+    let output = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env(role, "1")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "child failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
 /// Runs in two roles: the parent re-runs this test in a child process with its output piped
 /// (so not a terminal) and checks what the child printed; the child trains with verbose 1.
 #[test]
@@ -25,22 +41,7 @@ fn progress_without_terminal_is_plain() {
         model.fit(&x, &y, &options, &mut [&mut scheduler]).unwrap();
         return;
     }
-    let output = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "progress_without_terminal_is_plain",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD, "1")
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "child failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let stdout = String::from_utf8(output.stdout).unwrap();
+    let stdout = run_in_child("progress_without_terminal_is_plain", CHILD);
     assert!(
         !stdout.chars().any(|c| c == '\u{1b}' || c == '\r'),
         "control characters in {stdout:?}"
@@ -95,22 +96,7 @@ fn quiet_early_stop_prints_nothing() {
         assert!(history.values("loss")[0].is_nan());
         return;
     }
-    let output = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "quiet_early_stop_prints_nothing",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(QUIET_CHILD, "1")
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "child failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let stdout = String::from_utf8(output.stdout).unwrap();
+    let stdout = run_in_child("quiet_early_stop_prints_nothing", QUIET_CHILD);
     let start = stdout
         .find(FIT_BEGINS)
         .expect("the child prints a line before fit");
