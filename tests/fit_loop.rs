@@ -1,9 +1,10 @@
 //! End-to-end checks of the fit loop through the public API.
 
-use grit::prelude::*;
-use ndarray::{Array1, Array2, array};
 use std::cell::Cell;
 use std::rc::Rc;
+
+use grit::prelude::*;
+use ndarray::{Array1, Array2, array};
 
 /// Keras's `test_fit_lr_correctness`: `Dense(2)` with kernel and bias of ones, x = y =
 /// 0..32 as 16×2, mean squared error, Adam on `ExponentialDecay(0.05, 1, 0.9)` (the first

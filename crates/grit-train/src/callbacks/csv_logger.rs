@@ -8,13 +8,14 @@ use crate::{Result, TrainError};
 /// Writes one CSV row per epoch (Keras's `CSVLogger`).
 ///
 /// The columns are fixed at the first epoch of each run: `epoch` (0-based), then the epoch
-/// logs' keys in sorted order. When appending to a file that has a header, the rows follow
-/// that header's columns instead, and a log key that the header lacks is an error. When the run validates but the first epoch did not (a
-/// validation frequency above 1), the `val_*` columns are added too. A value missing in an
-/// epoch is written as `NA`, NaN as `nan`. Every row is flushed and synced to disk before
-/// training goes on, so a crash keeps each finished epoch. A row that fails to write, for
-/// example on a full disk, is removed again, so the file ends with the last whole row. Place it after callbacks that add
-/// keys (such as `LearningRateScheduler`) to record them.
+/// logs' keys in sorted order. When the run validates but the first epoch did not (a
+/// validation frequency above 1), the `val_*` columns are added too. When appending to a
+/// file that has a header, the rows follow that header's columns instead, and a log key that
+/// the header lacks is an error. A value missing in an epoch is written as `NA`, NaN as
+/// `nan`. Every row is flushed and synced to disk before training goes on, so a crash keeps
+/// each finished epoch. A row that fails to write, for example on a full disk, is removed
+/// again, so the file ends with the last whole row. Place it after callbacks that add keys
+/// (such as `LearningRateScheduler`) to record them.
 ///
 /// ```no_run
 /// use grit_train::callbacks::CsvLogger;

@@ -181,7 +181,7 @@ fn saving_twice_gives_identical_bytes() {
     model.save(&second).unwrap();
     let bytes = std::fs::read(&first).unwrap();
     assert_eq!(bytes, std::fs::read(&second).unwrap());
-    // The sorted header is still a header that safetensors and grit read.
+    // The metadata comes first with its keys sorted, and grit still reads the file.
     let header_length = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
     let header = std::str::from_utf8(&bytes[8..8 + header_length]).unwrap();
     assert!(
